@@ -1,0 +1,50 @@
+# edgec: `make demo` runs the main job on the bundled model and data, `make test` runs the tests.
+# Both set up .venv (Python 3.11) on first use; a second run reuses it.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.deps-installed
+# re-link the editable install when the set of package files changes (strict editable = link tree)
+FILELIST := $(VENV)/.package-files
+PKG_FILES := $(shell find toolchain targets models calibration -type f \( -name '*.py' -o -name '*.pt' -o -name '*.json' \) 2>/dev/null | sort)
+
+.PHONY: setup demo test test-fast lint bench clean
+setup: $(VENV)/.edgec-installed
+
+$(STAMP): constraints.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt "numpy<2" torch torchvision onnx onnxruntime onnxscript onnxoptimizer \
+		brevitas nncf typer rich h5py nir scikit-learn matplotlib scipy "networkx<=2.8.7" "asteval<0.10" \
+		"opencv-python-headless<4.11" "pillow<11" pytest ruff mypy
+	# lava-nc / lava-dl declare Requires-Python <3.11 and pin torch 2.3: install them without their deps.
+	$(PIP) install -q --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
+	touch $@
+
+$(FILELIST): FORCE
+	@mkdir -p $(VENV); echo "$(PKG_FILES)" > $@.new; cmp -s $@.new $@ || mv $@.new $@; rm -f $@.new
+
+$(VENV)/.edgec-installed: $(STAMP) $(FILELIST) pyproject.toml
+	$(PIP) install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
+	touch $@
+
+demo: setup
+	$(VENV)/bin/edgec demo
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+bench: setup
+	$(PY) benchmarks/cpu_int8.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
+
+FORCE:

@@ -1,0 +1,93 @@
+"""The built-in model zoo: ``zoo:NAME`` and ``--arch NAME`` resolve here.
+
+Each entry knows how to build its architecture, its input shape and, for the trained models, the
+weights shipped with the package (trained in seconds on ``builtin:digits`` by
+``python -m edgec.models.train NAME``, fixed seeds). This package imports the core only.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from edgec.program import Program, SourceInfo
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    builder: str  # "module:function" returning an nn.Module
+    input_shape: tuple[int, ...]  # one sample, no batch dimension
+    description: str
+    kind: str = "ann"
+    timesteps: int = 1
+    encoder: dict[str, Any] | None = None
+    weights: str | None = None  # file under edgec/models/weights/ (None: random init, seed 0)
+    dataset: str | None = None  # default calibration / evaluation data
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, *, pretrained: bool = True) -> nn.Module:
+        import torch
+
+        module_name, _, fn = self.builder.partition(":")
+        torch.manual_seed(0)  # random-init entries are reproducible
+        model: nn.Module = getattr(importlib.import_module(module_name), fn)()
+        if pretrained and self.weights is not None:
+            with resources.as_file(resources.files("edgec.models") / "weights" / self.weights) as path:
+                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.eval()
+
+    def program(
+        self,
+        *,
+        module: nn.Module | None = None,
+        source: SourceInfo | None = None,
+        example_input: torch.Tensor | None = None,
+    ) -> Program:
+        import torch
+        from edgec.program import Program, SourceInfo
+
+        if example_input is None:
+            example_input = torch.rand((1, *self.input_shape), generator=torch.Generator().manual_seed(0))
+        return Program(
+            module=module if module is not None else self.build(),
+            example_input=example_input,
+            kind=self.kind,  # type: ignore[arg-type]
+            timesteps=self.timesteps,
+            encoder=self.encoder,
+            source=source or SourceInfo("zoo", arch=self.name),
+            name=self.name,
+            metadata={"dataset": self.dataset, "trained": self.weights is not None, **self.metadata},
+        )
+
+
+ZOO: dict[str, ZooEntry] = {
+    e.name: e
+    for e in [
+        ZooEntry(
+            "digits-cnn",
+            "edgec.models.digits:DigitsCNN",
+            (1, 8, 8),
+            "small CNN trained on builtin:digits (the demo default)",
+            weights="digits-cnn.pt",
+            dataset="builtin:digits",
+        ),
+        ZooEntry(
+            "resnet18",
+            "edgec.models.resnet:resnet18",
+            (3, 224, 224),
+            "torchvision ResNet-18, random init (benchmarks)",
+        ),
+        ZooEntry(
+            "resnet20",
+            "edgec.models.resnet:resnet20",
+            (3, 32, 32),
+            "CIFAR-style ResNet-20, random init (benchmarks)",
+        ),
+    ]
+}

@@ -1,0 +1,90 @@
+"""Reproduce the zoo's shipped weights: ``python -m edgec.models.train NAME [--out DIR]``.
+
+Training is deterministic (fixed seeds, one thread) and takes seconds on a laptop CPU. The data is
+``builtin:digits:train``; accuracy is reported on ``builtin:digits:holdout``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from edgec.data import open_dataset
+from torch import nn
+
+log = logging.getLogger(__name__)
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # resolve: editable installs link files
+
+
+def digits_arrays() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    x_tr, y_tr = open_dataset("builtin:digits:train").arrays()
+    x_ho, y_ho = open_dataset("builtin:digits:holdout").arrays()
+    assert y_tr is not None and y_ho is not None
+    return torch.from_numpy(x_tr), torch.from_numpy(y_tr), torch.from_numpy(x_ho), torch.from_numpy(y_ho)
+
+
+def fit_classifier(
+    model: nn.Module,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> float:
+    """Adam + cross-entropy on the digits train split; returns holdout accuracy."""
+    torch.manual_seed(seed)
+    x_tr, y_tr, x_ho, y_ho = digits_arrays()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        model.train()
+        perm = torch.randperm(len(x_tr), generator=gen)
+        for i in range(0, len(x_tr), batch_size):
+            idx = perm[i : i + batch_size]
+            loss = nn.functional.cross_entropy(forward(x_tr[idx]), y_tr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+        log.info("epoch %d loss %.4f", epoch, loss.item())
+    model.eval()
+    with torch.no_grad():
+        return float((forward(x_ho).argmax(1) == y_ho).float().mean())
+
+
+def train_digits_cnn() -> tuple[nn.Module, float]:
+    from edgec.models.digits import DigitsCNN
+
+    torch.manual_seed(0)
+    model = DigitsCNN()
+    acc = fit_classifier(model, model, epochs=30, lr=3e-3)
+    return model, acc
+
+
+TRAINERS: dict[str, Callable[[], tuple[nn.Module, float]]] = {
+    "digits-cnn": train_digits_cnn,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("name", choices=sorted(TRAINERS))
+    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    np.random.seed(0)
+    model, acc = TRAINERS[args.name]()
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{args.name}.pt"
+    torch.save(model.state_dict(), path)
+    print(f"{args.name}: holdout accuracy {acc:.4f}; weights written to {path}")
+
+
+if __name__ == "__main__":
+    main()

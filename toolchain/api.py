@@ -1,0 +1,341 @@
+"""The public verbs, one per user task, with keyword-only options. The CLI is a thin shell over these.
+
+``compile``  load -> validate -> target passes -> check -> lower -> report (atomic artifact dir)
+``check``    what the target cannot take, as :class:`~edgec.target.Violation` rows
+``verify``   an artifact against its source model on data
+``run``      an artifact on an input array
+``bench``    an artifact's latency percentiles and throughput
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import shutil
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from edgec.artifact import (
+    REPORT_JSON,
+    REPORT_MD,
+    SCHEMA_VERSION,
+    Artifact,
+    ArtifactWriter,
+    check_output_dir,
+    write_json,
+)
+from edgec.config import CompileConfig, load_config
+from edgec.data import Dataset, open_dataset
+from edgec.errors import ConstraintViolation, DataError, UsageError, VerificationFailed
+from edgec.loading import load_program
+from edgec.passes import PassContext, PassManager, get_pass
+from edgec.program import Program, SourceInfo, sha256_of
+from edgec.progress import NullProgress, Progress
+from edgec.target import Target, VerifyResult, Violation, get_target
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger(__name__)
+ModelLike = "str | Path | nn.Module | Program"
+
+
+def _config(config: CompileConfig | None, overrides: dict[str, Any]) -> CompileConfig:
+    if config is None:
+        return load_config(**overrides)
+    import dataclasses
+
+    return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _prepare(model: Any, cfg: CompileConfig) -> tuple[Target, Program]:
+    target = get_target(cfg.target)
+    target.require_usable()
+    program = load_program(
+        model,
+        arch=cfg.arch,
+        input_shape=cfg.input_shape,
+        trust_pickle=cfg.trust_pickle,
+        timesteps=cfg.timesteps,
+    )
+    return target, program
+
+
+def _open_data(spec: str | None, program: Program, purpose: str) -> Dataset | None:
+    spec = spec or program.metadata.get("dataset")
+    if spec is None:
+        return None
+    data = open_dataset(spec, purpose=purpose)  # type: ignore[arg-type]
+    data.check_input_shape(program.input_shape)
+    return data
+
+
+def check(
+    model: Any,
+    *,
+    target: str = "cpu",
+    config: CompileConfig | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> tuple[Program, list[Violation]]:
+    """Run the target's preparation passes and return what it cannot take (empty: it can)."""
+    cfg = _config(config, {"target": target, **options})
+    tgt, program = _prepare(model, cfg)
+    ctx = PassContext(
+        config=cfg,
+        calib=_open_data(cfg.calib, program, "calibration"),
+        target=tgt,
+        progress=progress or NullProgress(),
+        seed=cfg.seed,
+    )
+    program = PassManager(tgt.prepare_passes(program, cfg)).run(program, ctx)
+    return program, tgt.check(program, cfg)
+
+
+def compile(
+    model: Any,
+    *,
+    target: str = "cpu",
+    out: str | Path | None = None,
+    quantize: str | None = None,
+    calib: str | None = None,
+    calib_method: str | None = None,
+    timesteps: int | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    arch: str | None = None,
+    trust_pickle: bool | None = None,
+    passes: list[str] | None = None,
+    force: bool = False,
+    config: CompileConfig | None = None,
+    progress: Progress | None = None,
+) -> Artifact:
+    """Compile ``model`` for ``target`` into the artifact directory ``out``; returns the artifact.
+
+    ``model`` is a file path, ``zoo:NAME``, an ``nn.Module`` (with ``input_shape``) or a Program.
+    Raises :class:`~edgec.errors.ConstraintViolation` (with the violation rows) when the target
+    cannot take the model; nothing is written then.
+    """
+    started = time.perf_counter()
+    cfg = _config(
+        config,
+        {
+            "target": target,
+            "quantize": quantize,
+            "calib": calib,
+            "calib_method": calib_method,
+            "timesteps": timesteps,
+            "input_shape": input_shape,
+            "arch": arch,
+            "trust_pickle": trust_pickle,
+            "passes": passes,
+        },
+    )
+    progress = progress or NullProgress()
+    out_dir = Path(out) if out is not None else Path("edgec-out") / f"{_model_stem(model)}-{cfg.target}"
+    check_output_dir(out_dir, force=force)  # fail before any work
+    tgt, program = _prepare(model, cfg)
+    calib_data = _open_data(cfg.calib, program, "calibration")
+    ctx = PassContext(config=cfg, calib=calib_data, target=tgt, progress=progress, seed=cfg.seed)
+    user_passes = [get_pass(name, **cfg.pass_options.get(name, {})) for name in cfg.passes]
+    program = PassManager([*tgt.prepare_passes(program, cfg), *user_passes]).run(program, ctx)
+    violations = tgt.check(program, cfg)
+    if violations:
+        raise ConstraintViolation(
+            f"target '{tgt.name}' cannot take this model: {len(violations)} violation(s)",
+            violations,
+            hint="see the table; `edgec check` prints it without compiling",
+        )
+    with ArtifactWriter(out_dir, force=force) as tmp:
+        stage_start = time.perf_counter()
+        lowered = tgt.lower(program, tmp, ctx)
+        lower_s = time.perf_counter() - stage_start
+        energy = tgt.estimate_energy(program, calib_data, cfg)
+        source_files = _record_source(program, tmp)
+        report = {
+            "schema_version": SCHEMA_VERSION,
+            "edgec_version": _version(),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "target": tgt.name,
+            "program": program.describe(),
+            "config": cfg.to_dict(),
+            "passes": [r.to_dict() for r in program.history],
+            "stages": {"lower_s": round(lower_s, 3), "total_s": round(time.perf_counter() - started, 3)},
+            "files": _describe_files(tmp, {**lowered.files, **source_files}),
+            "target_report": lowered.report,
+            "energy": energy,
+        }
+        write_json(tmp / REPORT_JSON, report)
+        from edgec.report import render_markdown
+
+        (tmp / REPORT_MD).write_text(render_markdown(report))
+    return Artifact.open(out_dir)
+
+
+def _model_stem(model: Any) -> str:
+    if isinstance(model, str) and model.startswith("zoo:"):
+        return model[4:]
+    if isinstance(model, (str, Path)):
+        return Path(model).stem
+    return "model"
+
+
+def _version() -> str:
+    from edgec import __version__
+
+    return __version__
+
+
+def _record_source(program: Program, out: Path) -> dict[str, str]:
+    """Copy the source model file into the artifact (verify reloads it; its sha256 is checked)."""
+    if program.source.path is None:
+        return {}
+    src = Path(program.source.path)
+    (out / "source").mkdir()
+    dest = out / "source" / src.name
+    shutil.copyfile(src, dest)
+    return {"source_model": f"source/{src.name}"}
+
+
+def _describe_files(root: Path, files: dict[str, str]) -> dict[str, dict[str, Any]]:
+    return {
+        role: {"path": rel, "bytes": (root / rel).stat().st_size, "sha256": sha256_of(root / rel)}
+        for role, rel in files.items()
+    }
+
+
+def source_program(artifact: Artifact, *, trust_pickle: bool = False) -> Program:
+    """Reload the model an artifact was compiled from (zoo entry, or the copied file + sha256 check)."""
+    rep = artifact.report
+    prog = rep["program"]
+    src = SourceInfo(**prog["source"])
+    shape = (1, *prog["input_shape"])
+    if src.format == "zoo":
+        model: Any = f"zoo:{src.arch}"
+    else:
+        if "source_model" not in rep["files"]:
+            raise UsageError(f"artifact '{artifact.path}' has no copy of its source model to verify against")
+        path = artifact.file("source_model")
+        if sha256_of(path) != rep["files"]["source_model"]["sha256"]:
+            raise VerificationFailed(
+                f"the source model copy in '{artifact.path}' changed since compile (sha256 differs)"
+            )
+        if src.format == "pickle" and not trust_pickle:
+            raise UsageError(
+                "this artifact was compiled from a pickled module; reloading it runs its code",
+                hint="pass --trust-pickle if you trust it",
+            )
+        model = path
+    return load_program(
+        model, arch=src.arch, input_shape=shape, trust_pickle=trust_pickle, timesteps=prog.get("timesteps")
+    ).replace(encoder=prog.get("encoder"))
+
+
+def verify(
+    artifact: str | Path | Artifact,
+    *,
+    data: str | None = None,
+    backend: str | None = None,
+    limit: int | None = None,
+    min_agreement: float = 0.98,
+    trust_pickle: bool = False,
+) -> VerifyResult:
+    """Compare an artifact with its source model; raises VerificationFailed if it disagrees."""
+    art = artifact if isinstance(artifact, Artifact) else Artifact.open(artifact)
+    tgt = get_target(art.target)
+    program = source_program(art, trust_pickle=trust_pickle)
+    dataset = _open_data(data, program, "evaluation")
+    if dataset is None:
+        dataset = _random_data(program, n=64)
+    result = tgt.verify(art, program, dataset, backend=backend, limit=limit, min_agreement=min_agreement)
+    if not result.passed:
+        raise VerificationFailed(f"artifact '{art.path}' disagrees with its source model: {result.summary}")
+    return result
+
+
+def _random_data(program: Program, n: int) -> Dataset:
+    from edgec.data import from_arrays
+
+    rng = np.random.default_rng(0)
+    x = rng.random((n, *program.input_shape), dtype=np.float32)
+    return from_arrays(x, name="uniform random inputs (no --data given)")
+
+
+def run(artifact: str | Path | Artifact, x: np.ndarray, *, backend: str | None = None) -> np.ndarray:
+    art = artifact if isinstance(artifact, Artifact) else Artifact.open(artifact)
+    shape = tuple(art.report["program"]["input_shape"])
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise DataError(f"input has dtype {x.dtype}; the artifact takes floating-point input")
+    if tuple(x.shape) == shape:
+        x = x[None]
+    if tuple(x.shape[1:]) != shape:
+        raise DataError(
+            f"input has shape {tuple(x.shape)}; the artifact takes [N, {', '.join(map(str, shape))}]"
+        )
+    return get_target(art.target).run(art, x.astype(np.float32), backend=backend)
+
+
+@dataclass
+class BenchResult:
+    batch_size: int
+    iterations: int
+    p50_ms: float
+    p90_ms: float
+    mean_ms: float
+    throughput_per_s: float
+    threads: int | None
+    backend: str
+
+    def to_dict(self) -> dict[str, Any]:
+        import dataclasses
+
+        return dataclasses.asdict(self)
+
+
+def bench(
+    artifact: str | Path | Artifact,
+    *,
+    batch_size: int = 1,
+    iterations: int = 100,
+    warmup: int = 10,
+    threads: int | None = None,
+    backend: str | None = None,
+    progress: Progress | None = None,
+) -> BenchResult:
+    """Latency percentiles of the artifact on random inputs of its shape (after ``warmup`` runs)."""
+    if batch_size < 1 or iterations < 1 or warmup < 0:
+        raise UsageError("--batch-size and --iterations must be >= 1, --warmup >= 0")
+    art = artifact if isinstance(artifact, Artifact) else Artifact.open(artifact)
+    tgt = get_target(art.target)
+    backend = tgt.resolve_backend(backend)
+    fn = tgt.session(art, backend=backend, threads=threads)
+    shape = tuple(art.report["program"]["input_shape"])
+    x = np.random.default_rng(0).random((batch_size, *shape), dtype=np.float32)
+    progress = progress or NullProgress()
+    for _ in range(warmup):
+        fn(x)
+    times: list[float] = []
+    with progress.task("benchmarking", total=iterations) as task:
+        for _ in range(iterations):
+            t0 = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - t0)
+            task.advance()
+    times_ms = sorted(t * 1000 for t in times)
+    p50 = statistics.median(times_ms)
+    p90 = times_ms[min(len(times_ms) - 1, round(0.9 * (len(times_ms) - 1)))]
+    mean = statistics.fmean(times_ms)
+    return BenchResult(
+        batch_size,
+        iterations,
+        round(p50, 4),
+        round(p90, 4),
+        round(mean, 4),
+        round(batch_size * 1000 / mean, 2),
+        threads,
+        backend,
+    )

@@ -1,0 +1,463 @@
+"""The ``edgec`` command line: a thin typer shell over :mod:`edgec.api`.
+
+Results go to stdout (``--json`` prints only JSON there); progress, warnings and errors go to
+stderr. Every :class:`~edgec.errors.EdgecError` becomes a one-line ``error:`` message and its
+documented exit code (see ``edgec.errors``). Heavy libraries are imported inside commands, so
+``edgec --help`` answers quickly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from edgec.errors import EXIT_CODES, ConstraintViolation, EdgecError
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from edgec.target import Violation
+
+app = typer.Typer(
+    name="edgec",
+    help="Compile trained PyTorch ANNs and SNNs for edge hardware, with an energy report per target.\n\n"
+    "Exit codes: " + ", ".join(f"{k} {v}" for k, v in EXIT_CODES.items()) + ".",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)  # results
+err = Console(stderr=True)  # progress, warnings, errors
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _handle_errors(fn: F) -> F:
+    """Turn EdgecErrors into one-line messages with their exit codes; keep tracebacks for bugs."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConstraintViolation as exc:
+            _print_violations(exc.violations, console=err)
+            _fail(exc)
+        except EdgecError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if os.environ.get("EDGEC_DEBUG"):
+                raise
+            err.print(
+                f"[red]error:[/] internal error ({type(exc).__name__}: {exc}); "
+                "rerun with EDGEC_DEBUG=1 for the traceback and report it",
+                markup=True,
+                highlight=False,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _fail(exc: EdgecError) -> None:
+    err.print(f"[red]error:[/] {exc.message}", markup=True, highlight=False)
+    if exc.hint:
+        err.print(f"  hint: {exc.hint}", highlight=False)
+    raise typer.Exit(exc.exit_code)
+
+
+class _RichProgress:
+    """edgec.progress.Progress on a rich progress bar (stderr)."""
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None = None) -> Iterator[Any]:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            tid = bar.add_task(description, total=total)
+
+            class _Task:
+                def advance(self, n: int = 1) -> None:
+                    bar.advance(tid, n)
+
+            yield _Task()
+
+
+def _print_violations(violations: list[Violation], *, console: Console) -> None:
+    table = Table(title="why not: what the target cannot take", show_lines=False)
+    for col in ("layer", "rule", "detail", "hint"):
+        table.add_column(col, overflow="fold")
+    for v in violations:
+        table.add_row(v.layer, v.rule + ("" if v.verified else " (unverified limit)"), v.detail, v.hint)
+    console.print(table)
+
+
+@contextlib.contextmanager
+def _quiet_stdout(enabled: bool) -> Iterator[None]:
+    """In --json mode, anything a library prints goes to stderr, keeping stdout pure JSON."""
+    if not enabled:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# ---- options shared by compile / check -------------------------------------------------------
+TargetOpt = Annotated[str, typer.Option("--target", "-t", help="target name (see `edgec targets`)")]
+CalibOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="calibration data: .npz/.npy, an image folder, builtin:digits, or package.module:function"
+    ),
+]
+ShapeOpt = Annotated[str | None, typer.Option(help="input shape with batch, e.g. 1,3,32,32")]
+ArchOpt = Annotated[
+    str | None, typer.Option(help="zoo architecture of a state_dict file (see `edgec models`)")
+]
+TrustOpt = Annotated[
+    bool, typer.Option("--trust-pickle", help="allow unpickling a whole module (runs its code)")
+]
+TimestepsOpt = Annotated[int | None, typer.Option(help="SNN timesteps (default: the model's own)")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="edgec.toml to read (default: ./edgec.toml if present)")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
+
+
+def _load_cfg(config: Path | None, **overrides: Any) -> Any:
+    from edgec.config import load_config, parse_shape
+
+    if overrides.get("input_shape") is not None:
+        overrides["input_shape"] = parse_shape(overrides["input_shape"])
+    return load_config(config, **overrides)
+
+
+@app.command("compile")
+@_handle_errors
+def compile_cmd(
+    model: Annotated[
+        str, typer.Argument(help="model file (.pt2, TorchScript, state_dict with --arch) or zoo:NAME")
+    ],
+    target: TargetOpt = "cpu",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="artifact directory to write")] = None,
+    quantize: Annotated[str | None, typer.Option(help="none | int8")] = None,
+    calib: CalibOpt = None,
+    calib_method: Annotated[str | None, typer.Option(help="minmax | percentile | entropy")] = None,
+    calib_samples: Annotated[int | None, typer.Option(help="calibration samples to use")] = None,
+    timesteps: TimestepsOpt = None,
+    input_shape: ShapeOpt = None,
+    arch: ArchOpt = None,
+    trust_pickle: TrustOpt = False,
+    passes: Annotated[list[str] | None, typer.Option("--pass", help="extra pass to run (repeatable)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace an existing output directory")] = False,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compile MODEL for a target into an artifact directory (model files, report.json, report.md)."""
+    from edgec import api
+
+    cfg = _load_cfg(
+        config,
+        target=target,
+        quantize=quantize,
+        calib=calib,
+        calib_method=calib_method,
+        calib_samples=calib_samples,
+        timesteps=timesteps,
+        input_shape=input_shape,
+        arch=arch,
+        trust_pickle=trust_pickle or None,
+        passes=passes,
+    )
+    with _quiet_stdout(as_json):
+        artifact = api.compile(model, out=output, force=force, config=cfg, progress=_RichProgress())
+    if as_json:
+        _emit_json(artifact.report)
+        return
+    rep = artifact.report
+    out.print(f"compiled {rep['program']['name']} for {rep['target']} -> {artifact.path}")
+    for role, f in rep["files"].items():
+        out.print(f"  {role:14s} {f['path']} ({f['bytes']:,} bytes)")
+    for p in rep["passes"]:
+        out.print(f"  pass {p['name']}: {p['stats']} ({p['duration_s']} s)")
+
+
+@app.command("check")
+@_handle_errors
+def check_cmd(
+    model: Annotated[str, typer.Argument(help="model file or zoo:NAME")],
+    target: TargetOpt = "cpu",
+    calib: CalibOpt = None,
+    timesteps: TimestepsOpt = None,
+    input_shape: ShapeOpt = None,
+    arch: ArchOpt = None,
+    trust_pickle: TrustOpt = False,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Say whether TARGET can take MODEL; a table of every layer it cannot take (exit code 4)."""
+    from edgec import api
+
+    cfg = _load_cfg(
+        config,
+        target=target,
+        calib=calib,
+        timesteps=timesteps,
+        input_shape=input_shape,
+        arch=arch,
+        trust_pickle=trust_pickle or None,
+    )
+    with _quiet_stdout(as_json):
+        _, violations = api.check(model, config=cfg)
+    if as_json:
+        _emit_json(
+            {"target": cfg.target, "ok": not violations, "violations": [v.to_dict() for v in violations]}
+        )
+    elif violations:
+        _print_violations(violations, console=out)
+    else:
+        out.print(f"ok: target '{cfg.target}' can take {model}")
+    if violations:
+        raise typer.Exit(ConstraintViolation.exit_code)
+
+
+@app.command("verify")
+@_handle_errors
+def verify_cmd(
+    artifact: Annotated[Path, typer.Argument(help="artifact directory written by `edgec compile`")],
+    data: Annotated[
+        str | None, typer.Option(help="evaluation data (default: the model's own, e.g. digits holdout)")
+    ] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="execution backend of the target (e.g. lava | emulator)")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="use at most this many samples")] = None,
+    min_agreement: Annotated[float, typer.Option(help="minimum top-1 agreement to pass")] = 0.98,
+    trust_pickle: TrustOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check an artifact against its source model: max-abs error, top-1 agreement, accuracy."""
+    from edgec import api
+
+    with _quiet_stdout(as_json):
+        result = api.verify(
+            artifact,
+            data=data,
+            backend=backend,
+            limit=limit,
+            min_agreement=min_agreement,
+            trust_pickle=trust_pickle,
+        )
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    out.print(f"verified: {result.summary}")
+    for k, v in result.metrics.items():
+        out.print(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}")
+
+
+@app.command("run")
+@_handle_errors
+def run_cmd(
+    artifact: Annotated[Path, typer.Argument(help="artifact directory")],
+    input: Annotated[Path, typer.Option("--input", "-i", help=".npy file of inputs [N, ...] or one sample")],
+    output: Annotated[Path, typer.Option("--output", "-o", help=".npy file to write the outputs to")],
+    backend: Annotated[str | None, typer.Option(help="execution backend of the target")] = None,
+) -> None:
+    """Run an artifact on inputs from a .npy file and save its outputs."""
+    import numpy as np
+    from edgec import api
+    from edgec.errors import DataError, UsageError
+
+    if not input.is_file():
+        raise UsageError(f"input file '{input}' does not exist")
+    try:
+        x = np.load(input, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"cannot read '{input}' as a .npy array: {exc}") from None
+    y = api.run(artifact, x, backend=backend)
+    if not output.parent.is_dir():
+        raise UsageError(f"cannot write '{output}': '{output.parent}' is not a directory")
+    tmp = output.with_name(output.name + ".tmp.npy")
+    np.save(tmp, y)
+    tmp.replace(output)
+    out.print(f"wrote {output} {tuple(y.shape)} {y.dtype}")
+
+
+@app.command("bench")
+@_handle_errors
+def bench_cmd(
+    artifact: Annotated[Path, typer.Argument(help="artifact directory")],
+    batch_size: Annotated[int, typer.Option(help="inputs per call")] = 1,
+    iterations: Annotated[int, typer.Option(help="timed calls")] = 100,
+    warmup: Annotated[int, typer.Option(help="untimed calls first")] = 10,
+    threads: Annotated[int | None, typer.Option(help="intra-op threads (default: the runtime's)")] = None,
+    backend: Annotated[str | None, typer.Option(help="execution backend of the target")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure an artifact's latency (p50 / p90) and throughput on random inputs."""
+    from edgec import api
+
+    with _quiet_stdout(as_json):
+        res = api.bench(
+            artifact,
+            batch_size=batch_size,
+            iterations=iterations,
+            warmup=warmup,
+            threads=threads,
+            backend=backend,
+            progress=None if as_json else _RichProgress(),
+        )
+    if as_json:
+        _emit_json(res.to_dict())
+        return
+    out.print(
+        f"batch {res.batch_size}, {res.iterations} runs ({res.backend}): p50 {res.p50_ms:.3f} ms, "
+        f"p90 {res.p90_ms:.3f} ms, throughput {res.throughput_per_s:,.1f} samples/s"
+    )
+
+
+@app.command("targets")
+@_handle_errors
+def targets_cmd(as_json: JsonOpt = False) -> None:
+    """List the targets, whether each is usable here, and what is missing."""
+    from edgec.target import get_target, target_names
+
+    rows: list[dict[str, Any]] = []
+    for name in target_names():
+        t = get_target(name)
+        av = t.availability()
+        rows.append(
+            {
+                "name": name,
+                "usable": av.usable,
+                "missing": list(av.missing),
+                "note": av.note,
+                "description": t.description,
+                "backends": list(t.backends),
+            }
+        )
+    if as_json:
+        _emit_json(rows)
+        return
+    table = Table(title="targets")
+    for col in ("target", "usable here", "description", "missing / notes"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        notes = ", ".join(r["missing"]) + ("; " if r["missing"] and r["note"] else "") + r["note"]
+        table.add_row(r["name"], "yes" if r["usable"] else "no", r["description"], notes or "-")
+    out.print(table)
+
+
+@app.command("models")
+@_handle_errors
+def models_cmd(as_json: JsonOpt = False) -> None:
+    """List the built-in zoo (use as zoo:NAME, or --arch NAME for a state_dict)."""
+    from edgec.loading import zoo
+
+    entries = zoo()
+    if as_json:
+        _emit_json(
+            [
+                {
+                    "name": e.name,
+                    "kind": e.kind,
+                    "input_shape": list(e.input_shape),
+                    "trained": e.weights is not None,
+                    "dataset": e.dataset,
+                    "description": e.description,
+                }
+                for e in entries.values()
+            ]
+        )
+        return
+    table = Table(title="zoo models")
+    for col in ("name", "kind", "input shape", "weights", "description"):
+        table.add_column(col)
+    for e in entries.values():
+        table.add_row(
+            e.name,
+            e.kind + (f" (T={e.timesteps})" if e.kind == "snn" else ""),
+            "x".join(map(str, e.input_shape)),
+            "trained" if e.weights else "random init",
+            e.description,
+        )
+    out.print(table)
+
+
+@app.command("demo")
+@_handle_errors
+def demo_cmd(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="where the demo writes its artifacts")
+    ] = Path("edgec-out/demo"),
+) -> None:
+    """The main job on the built-in default: digits CNN -> CPU INT8, verified on the digits holdout."""
+    from edgec import api
+
+    progress = _RichProgress()
+    fp32_dir, int8_dir = output / "digits-cnn-cpu-fp32", output / "digits-cnn-cpu-int8"
+    out.rule("1. compile zoo:digits-cnn for the CPU (FP32 and INT8, calibrated on builtin:digits)")
+    api.compile("zoo:digits-cnn", target="cpu", out=fp32_dir, force=True, progress=progress)
+    art = api.compile(
+        "zoo:digits-cnn",
+        target="cpu",
+        quantize="int8",
+        calib="builtin:digits",
+        out=int8_dir,
+        force=True,
+        progress=progress,
+    )
+    tr = art.report["target_report"]
+    out.print(
+        f"  {int8_dir}/model.onnx: {art.report['files']['model']['bytes']:,} bytes "
+        f"({tr['size_ratio_vs_fp32']:.2f}x FP32), ORT fused {tr['ort_fusion']['fused_quantized_ops']} "
+        f"quantized ops, {tr['ort_fusion']['float_compute_ops']} float compute ops left"
+    )
+    out.rule("2. verify both against the PyTorch model on the digits holdout")
+    res = {}
+    for label, d in (("FP32", fp32_dir), ("INT8", int8_dir)):
+        res[label] = api.verify(d)
+        m = res[label].metrics
+        out.print(
+            f"  {label}: top-1 {m['accuracy_artifact']:.2%} (PyTorch {m['accuracy_source']:.2%}), "
+            f"agreement {m['top1_agreement']:.2%}, max abs error {m['max_abs_error']:.3g}"
+        )
+    drop = (res["FP32"].metrics["accuracy_artifact"] - res["INT8"].metrics["accuracy_artifact"]) * 100
+    out.print(
+        f"  INT8 vs FP32 top-1: {-drop + 0.0:+.2f} points on {res['INT8'].metrics['samples']} holdout digits"
+    )
+    out.rule("3. latency (ONNX Runtime, batch 1)")
+    for label, d in (("FP32", fp32_dir), ("INT8", int8_dir)):
+        b = api.bench(d, iterations=200, warmup=20)
+        out.print(f"  {label}: p50 {b.p50_ms:.3f} ms, p90 {b.p90_ms:.3f} ms")
+    out.print(f"\nartifacts and reports under {output}/ (report.md, report.json in each)")
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("EDGEC_LOG", "WARNING").upper(),
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    app()

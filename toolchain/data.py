@@ -1,0 +1,161 @@
+"""One calibration / evaluation data abstraction, used by every pass and every target.
+
+Shaped like ``nncf.Dataset``: an iterable ``source`` plus an optional ``transform`` that turns one
+item into a sample. A sample is ``(x, y)`` with ``x`` a float32 array of one input (no batch
+dimension) and ``y`` an integer label or ``None``.
+
+Where data comes from is a *spec* string (``--calib SRC`` / ``--data SRC``)::
+
+    data.npz / data.npy           arrays (npz: key "x" or the first array; optional "y")
+    path/to/images/               a folder of images (sub-folders are classes)
+    builtin:digits                scikit-learn's handwritten digits (real data shipped in the package)
+    builtin:digits:train|holdout  one split of it (fixed stratified split, seed 0, 30 % holdout)
+    package.module:function       your own loader, returning an array, (x, y), or an iterable
+
+The loaders live in :mod:`edgec.calibration`; this module only resolves specs through a lazy table.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from edgec.errors import DataError, UsageError
+
+Purpose = Literal["calibration", "evaluation"]
+Sample = tuple[np.ndarray, int | None]
+
+# name -> "module:function(purpose, split) -> Dataset"; the core imports the loader only when used.
+BUILTIN_DATASETS: dict[str, str] = {
+    "digits": "edgec.calibration.builtin:load_digits",
+}
+_FILE_LOADER = "edgec.calibration.files:load_array_file"
+_FOLDER_LOADER = "edgec.calibration.files:load_image_folder"
+_CALLABLE_LOADER = "edgec.calibration.files:load_from_callable"
+
+
+@dataclass
+class Dataset:
+    """An iterable of samples: ``source`` items, each mapped by ``transform`` to ``(x, y)``."""
+
+    source: Iterable[Any]
+    transform: Callable[[Any], Sample] | None = None
+    name: str = "data"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for item in self.source:
+            yield self.transform(item) if self.transform is not None else item
+
+    def take(self, n: int | None) -> Iterator[Sample]:
+        return iter(self) if n is None else itertools.islice(iter(self), n)
+
+    def arrays(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """All (or the first ``limit``) samples stacked: ``x`` [N, ...] float32, ``y`` [N] or None."""
+        xs: list[np.ndarray] = []
+        ys: list[int | None] = []
+        for x, y in self.take(limit):
+            xs.append(x)
+            ys.append(y)
+        if not xs:
+            raise DataError(f"data '{self.name}' is empty", hint="give at least one sample")
+        x_all = np.stack(xs).astype(np.float32, copy=False)
+        y_all = None if any(y is None for y in ys) else np.asarray(ys, dtype=np.int64)
+        return x_all, y_all
+
+    def batches(self, batch_size: int, limit: int | None = None) -> Iterator[np.ndarray]:
+        buf: list[np.ndarray] = []
+        for x, _ in self.take(limit):
+            buf.append(x)
+            if len(buf) == batch_size:
+                yield np.stack(buf)
+                buf = []
+        if buf:
+            yield np.stack(buf)
+
+    def check_input_shape(self, input_shape: tuple[int, ...]) -> None:
+        """Raise a one-line :class:`DataError` if samples do not fit ``input_shape``."""
+        first = next(iter(self), None)
+        if first is None:
+            raise DataError(f"data '{self.name}' is empty", hint="give at least one sample")
+        x = first[0]
+        if tuple(x.shape) != tuple(input_shape):
+            raise DataError(
+                f"data '{self.name}' has samples of shape {tuple(x.shape)}, "
+                f"the model takes {tuple(input_shape)} (one sample, no batch dimension)",
+                hint="reshape the data or pass the right --input-shape",
+            )
+
+
+def from_arrays(x: np.ndarray, y: np.ndarray | None = None, *, name: str = "arrays") -> Dataset:
+    """A dataset over in-memory arrays; ``x`` is [N, ...] and must be floating point."""
+    x = validate_float_array(x, name)
+    if y is not None:
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(x):
+            raise DataError(
+                f"labels of '{name}' have shape {tuple(y.shape)}, expected ({len(x)},) (one per sample)"
+            )
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"labels of '{name}' have dtype {y.dtype}, expected integers (class indices)")
+    labels = None if y is None else [int(v) for v in y]
+    items = list(range(len(x)))
+
+    def transform(i: int) -> Sample:
+        return x[i], (None if labels is None else labels[i])
+
+    return Dataset(items, transform, name=name, metadata={"num_samples": len(x)})
+
+
+def validate_float_array(x: Any, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise DataError(
+            f"data '{name}' has dtype {x.dtype}, the model takes floating-point input",
+            hint="convert it to float32 with the model's preprocessing (e.g. x.astype('float32') / 255)",
+        )
+    if x.ndim < 1 or len(x) == 0:
+        raise DataError(f"data '{name}' is empty or has no sample dimension (shape {tuple(x.shape)})")
+    if not np.isfinite(x).all():
+        raise DataError(f"data '{name}' contains NaN or Inf values", hint="clean the data before calibrating")
+    return x.astype(np.float32, copy=False)
+
+
+def _import_ref(ref: str) -> Any:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def open_dataset(spec: str, *, purpose: Purpose = "calibration") -> Dataset:
+    """Resolve a data spec string (see the module docstring) into a :class:`Dataset`."""
+    if spec.startswith("builtin:"):
+        name, _, split = spec[len("builtin:") :].partition(":")
+        if name not in BUILTIN_DATASETS:
+            raise UsageError(
+                f"unknown built-in dataset '{name}'",
+                hint=f"choose one of: {', '.join(sorted(BUILTIN_DATASETS))}",
+            )
+        return _import_ref(BUILTIN_DATASETS[name])(purpose=purpose, split=split or None)
+    path = Path(spec)
+    if path.is_dir():
+        return _import_ref(_FOLDER_LOADER)(path)
+    if path.suffix in (".npz", ".npy"):
+        if not path.exists():
+            raise UsageError(f"data file '{spec}' does not exist")
+        return _import_ref(_FILE_LOADER)(path)
+    if ":" in spec and not path.exists():
+        return _import_ref(_CALLABLE_LOADER)(spec)
+    if not path.exists():
+        raise UsageError(
+            f"data '{spec}' does not exist",
+            hint="give a .npz/.npy file, an image folder, builtin:digits, or package.module:function",
+        )
+    raise UsageError(
+        f"cannot read data '{spec}': unsupported file type '{path.suffix}'",
+        hint="give a .npz/.npy file, an image folder, builtin:digits, or package.module:function",
+    )

@@ -1,0 +1,267 @@
+"""Turn what the user gives (a file, ``zoo:NAME``, a module) into a validated :class:`Program`.
+
+Accepted model files, recognised by content, not by extension:
+
+* ``torch.export`` programs (``.pt2``, from ``torch.export.save``): input shape read from the graph;
+* TorchScript archives (``torch.jit.save``): need ``--input-shape``;
+* ``state_dict`` checkpoints (``torch.save(model.state_dict())``, also ``{"state_dict": ...}``):
+  need ``--arch NAME`` from the built-in zoo;
+* whole pickled modules (``torch.save(model)``): loaded only with ``--trust-pickle``, because
+  unpickling runs arbitrary code. Without it every ``torch.load`` runs with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgec.errors import ModelError, UsageError
+from edgec.program import Program, SourceInfo, sha256_of
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+ZOO_REF = "edgec.models:ZOO"
+_PICKLE_PROTOCOL_BYTE = 0x80
+
+
+def zoo() -> dict[str, Any]:
+    module, _, attr = ZOO_REF.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _zoo_entry(name: str, flag: str) -> Any:
+    entries = zoo()
+    if name not in entries:
+        raise UsageError(
+            f"unknown {flag} '{name}'",
+            hint=f"choose one of: {', '.join(sorted(entries))} (see `edgec models`)",
+        )
+    return entries[name]
+
+
+def detect_format(path: Path) -> str:
+    """'export' | 'torchscript' | 'torch_save' (state_dict or pickled module); raises ModelError."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+                bad = zf.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ModelError(f"model file '{path}' is corrupt: {exc}") from None
+        if bad is not None:
+            raise ModelError(
+                f"model file '{path}' is corrupt (bad entry '{bad}')", hint="re-save or re-download it"
+            )
+        if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
+            return "export"
+        if any("/code/" in n or n.startswith("code/") or n.endswith("constants.pkl") for n in names):
+            return "torchscript"
+        if any(n.endswith("data.pkl") for n in names):
+            return "torch_save"
+        raise ModelError(
+            f"'{path}' is a zip archive but not a PyTorch model (no data.pkl, code/ or archive_format)"
+        )
+    if head[:4] == b"PK\x03\x04":
+        raise ModelError(
+            f"model file '{path}' is truncated or corrupt (a zip archive without its directory)",
+            hint="re-save or re-download the file",
+        )
+    if head[:1] == bytes([_PICKLE_PROTOCOL_BYTE]):
+        return "torch_save"  # legacy (non-zip) torch.save format
+    raise ModelError(
+        f"'{path}' is not a PyTorch model file",
+        hint="give a torch.export .pt2, a TorchScript file, a state_dict (with --arch), or zoo:NAME",
+    )
+
+
+def _extract_state_dict(obj: Any) -> Mapping[str, Any] | None:
+    import torch
+
+    if isinstance(obj, Mapping):
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+        for key in ("state_dict", "model_state_dict", "model"):
+            inner = obj.get(key)
+            if (
+                isinstance(inner, Mapping)
+                and inner
+                and all(isinstance(v, torch.Tensor) for v in inner.values())
+            ):
+                return inner
+    return None
+
+
+def _load_torch_save(path: Path, *, trust_pickle: bool, arch: str | None) -> tuple[nn.Module, str]:
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "Unsupported global" in text or "GLOBAL" in text or "WeightsUnpickler" in text:
+            if not trust_pickle:
+                raise ModelError(
+                    f"'{path}' is a pickled Python object, not plain weights: "
+                    "loading it would run arbitrary code",
+                    hint="if you trust its source pass --trust-pickle; better, save a torch.export .pt2 "
+                    "or a state_dict and pass --arch",
+                ) from None
+            obj = None
+        else:
+            raise ModelError(f"'{path}' is not a readable PyTorch file: {text.splitlines()[0]}") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"model file '{path}' is truncated or corrupt: {str(exc).splitlines()[0]}") from None
+    if obj is None:  # trusted pickle
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise ModelError(f"cannot unpickle '{path}': {type(exc).__name__}: {exc}") from None
+        from torch import nn
+
+        if isinstance(obj, nn.Module):
+            return obj, "pickle"
+    state = _extract_state_dict(obj)
+    if state is None:
+        raise ModelError(
+            f"'{path}' holds a {type(obj).__name__}, neither a module nor a state_dict of tensors"
+        )
+    if arch is None:
+        raise UsageError(
+            f"'{path}' holds a state_dict (weights only)",
+            hint="pass --arch NAME to say which architecture they belong to (see `edgec models`)",
+        )
+    module = _zoo_entry(arch, "--arch").build(pretrained=False)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = " ".join(str(exc).split("\n\t")[:2]).strip()
+        raise ModelError(f"the state_dict in '{path}' does not fit --arch {arch}: {first}") from None
+    return module, "state_dict"
+
+
+def load_program(
+    model: str | Path | nn.Module | Program,
+    *,
+    arch: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    trust_pickle: bool = False,
+    timesteps: int | None = None,
+) -> Program:
+    """Load and validate a model. ``input_shape`` includes the batch dimension."""
+    import torch
+    from torch import nn
+
+    if isinstance(model, Program):
+        program = model
+    elif isinstance(model, nn.Module):
+        if input_shape is None:
+            raise UsageError("an in-memory module needs input_shape=(batch, ...)")
+        program = Program(module=model, example_input=torch.zeros(input_shape), source=SourceInfo("module"))
+    elif isinstance(model, str) and model.startswith("zoo:"):
+        entry = _zoo_entry(model[4:], "zoo model")
+        program = entry.program()
+    else:
+        program = _program_from_file(
+            Path(model), arch=arch, input_shape=input_shape, trust_pickle=trust_pickle
+        )
+    if input_shape is not None and tuple(program.example_input.shape) != tuple(input_shape):
+        program = program.replace(example_input=_example(input_shape))
+    if timesteps is not None:
+        program = program.replace(timesteps=timesteps)
+    validate_program(program)
+    return program
+
+
+def _example(shape: tuple[int, ...]) -> torch.Tensor:
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    return torch.rand(shape, generator=gen)
+
+
+def _program_from_file(
+    path: Path, *, arch: str | None, input_shape: tuple[int, ...] | None, trust_pickle: bool
+) -> Program:
+    import torch
+
+    if not path.exists():
+        raise UsageError(f"model file '{path}' does not exist")
+    if path.is_dir():
+        raise UsageError(f"'{path}' is a directory, not a model file")
+    fmt = detect_format(path)
+    digest = sha256_of(path)
+    shape = input_shape
+    if fmt == "export":
+        try:
+            ep = torch.export.load(str(path))
+        except Exception as exc:
+            raise ModelError(
+                f"cannot load torch.export program '{path}': {str(exc).splitlines()[0]}"
+            ) from None
+        module: nn.Module = ep.module()
+        if shape is None:
+            shape = _export_input_shape(ep)
+        source = SourceInfo("export", str(path.resolve()), digest)
+    elif fmt == "torchscript":
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise ModelError(f"cannot load TorchScript model '{path}': {str(exc).splitlines()[0]}") from None
+        source = SourceInfo("torchscript", str(path.resolve()), digest)
+    else:
+        module, kind = _load_torch_save(path, trust_pickle=trust_pickle, arch=arch)
+        source = SourceInfo(kind, str(path.resolve()), digest, arch=arch, trusted_pickle=kind == "pickle")  # type: ignore[arg-type]
+        if shape is None and arch is not None:
+            shape = (1, *_zoo_entry(arch, "--arch").input_shape)
+    if shape is None:
+        raise UsageError(
+            f"cannot tell the input shape of '{path}' ({fmt})",
+            hint="pass --input-shape, e.g. --input-shape 1,3,32,32",
+        )
+    if arch is not None:
+        entry = _zoo_entry(arch, "--arch")
+        return entry.program(module=module, source=source, example_input=_example(shape))
+    return Program(module=module, example_input=_example(shape), source=source, name=path.stem)
+
+
+def _export_input_shape(ep: Any) -> tuple[int, ...] | None:
+    user_inputs = list(ep.graph_signature.user_inputs)
+    for node in ep.graph.nodes:
+        if node.op == "placeholder" and node.name in user_inputs:
+            val = node.meta.get("val")
+            if val is not None:
+                return tuple(int(d) for d in val.shape)
+    return None
+
+
+def validate_program(program: Program) -> None:
+    """Refuse non-finite weights and inputs of the wrong shape, with one-line errors."""
+    import torch
+
+    for name, tensor in [*program.module.named_parameters(), *program.module.named_buffers()]:
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ModelError(
+                f"weight '{name}' has {bad} NaN/Inf value(s): "
+                "refusing to compile a model with non-finite weights",
+                hint="fix the training run or the checkpoint",
+            )
+    from edgec.snn import run_model
+
+    try:
+        with torch.no_grad():
+            run_model(program, program.example_input)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"the model does not accept input of shape {tuple(program.example_input.shape)}: {first}",
+            hint="pass the model's real input shape with --input-shape (batch first)",
+        ) from None

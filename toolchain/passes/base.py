@@ -1,0 +1,133 @@
+"""Pass infrastructure: :class:`Pass`, :class:`PassResult`, :class:`PassContext`, :class:`PassManager`."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from edgec.errors import EdgecError, PassError, UsageError
+from edgec.program import PassRecord, Program
+from edgec.progress import NullProgress, Progress
+
+if TYPE_CHECKING:
+    from edgec.config import CompileConfig
+    from edgec.data import Dataset
+    from edgec.target import Target
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PassResult:
+    program: Program
+    modified: bool
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PassContext:
+    """What a pass may use besides the program.
+
+    ``calib`` is unlabelled-or-labelled data for statistics (ranges, spike rates); ``train`` is
+    labelled data for passes that fine-tune (QAT, distillation, pruning with fine-tuning). A pass
+    declares what it needs in :attr:`Pass.needs`; the manager refuses to start it without.
+    ``target`` lets a pass follow the target's rules (e.g. symmetric int8 for TensorRT).
+    """
+
+    config: CompileConfig | None = None
+    calib: Dataset | None = None
+    train: Dataset | None = None
+    target: Target | None = None
+    progress: Progress = field(default_factory=NullProgress)
+    seed: int = 0
+
+
+class Pass(ABC):
+    """Base class. Subclasses are dataclasses whose fields are the pass's configuration."""
+
+    name: ClassVar[str]
+    #: data the pass needs from its context: "calibration" and/or "training"
+    needs: ClassVar[frozenset[str]] = frozenset()
+
+    def config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+
+    def requires(self, program: Program) -> None:  # noqa: B027 - optional hook
+        """Raise an :class:`EdgecError` if the program is not a valid input for this pass."""
+
+    @abstractmethod
+    def call(self, program: Program, ctx: PassContext) -> PassResult: ...
+
+    def ensures(self, program: Program) -> None:  # noqa: B027 - optional hook
+        """Raise if the pass's result breaks a promise the pass makes."""
+
+
+_DATA_FLAGS = {"calibration": "--calib SRC", "training": "--train-data SRC"}
+
+
+class PassManager:
+    """Runs passes in order and records each one (name, config, duration, stats)."""
+
+    def __init__(self, passes: list[Pass]) -> None:
+        self.passes = list(passes)
+
+    def run(self, program: Program, ctx: PassContext) -> Program:
+        done: list[str] = [r.name for r in program.history]
+        for p in self.passes:
+            for need in sorted(p.needs):
+                if (need == "calibration" and ctx.calib is None) or (
+                    need == "training" and ctx.train is None
+                ):
+                    raise UsageError(f"pass '{p.name}' needs {need} data", hint=f"pass {_DATA_FLAGS[need]}")
+            start = time.perf_counter()
+            try:
+                p.requires(program)
+                result = p.call(program, ctx)
+                p.ensures(result.program)
+            except EdgecError as exc:
+                chain = " -> ".join([*done, p.name])
+                exc.message = f"pass '{p.name}' ({chain}): {exc.message}"
+                raise
+            except Exception as exc:
+                raise PassError(p.name, done, exc) from exc
+            record = PassRecord(
+                name=p.name,
+                config=p.config(),
+                duration_s=round(time.perf_counter() - start, 4),
+                modified=result.modified,
+                stats=result.stats,
+            )
+            log.info(
+                "pass %s: modified=%s %s (%.2fs)", p.name, result.modified, result.stats, record.duration_s
+            )
+            program = result.program.replace(history=[*result.program.history, record])
+            done.append(p.name)
+        return program
+
+
+def pass_names() -> list[str]:
+    from edgec.passes import PASSES
+
+    return sorted(PASSES)
+
+
+def get_pass(name: str, **options: Any) -> Pass:
+    """Instantiate a registered pass by name, with options from the CLI or edgec.toml."""
+    from edgec.passes import PASSES
+
+    if name not in PASSES:
+        raise UsageError(f"unknown pass '{name}'", hint=f"choose from: {', '.join(pass_names())}")
+    module, _, cls_name = PASSES[name].partition(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        fields = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+        raise UsageError(
+            f"bad options for pass '{name}': {exc}", hint=f"its options are: {', '.join(fields) or 'none'}"
+        ) from None

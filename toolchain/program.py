@@ -1,0 +1,106 @@
+"""The thing that flows through edgec: an eager PyTorch module plus what a target needs to know.
+
+Compression passes work on eager ``nn.Module`` objects (QAT, calibration hooks, stateful spiking
+neurons and module swaps need them); targets lower a :class:`Program` into their own IR (ONNX,
+lava-dl netx HDF5, NIR).
+
+Conventions
+-----------
+* ``example_input`` is one batch of *raw* model input, shape ``[B, *input_shape]``.
+* An ANN maps ``[B, *input_shape] -> [B, *output]``.
+* An SNN (``kind == "snn"``) built from :mod:`edgec.snn` layers maps a time-major tensor
+  ``[T, B, *input_shape] -> [T, B, *output]``; ``encoder`` says how raw input becomes that
+  tensor (rate / latency spikes computed on the host, or direct real-valued input).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # torch is heavy: imported lazily so `edgec --help` stays fast
+    import torch
+    from torch import nn
+
+ModelKind = Literal["ann", "snn"]
+SourceFormat = Literal["zoo", "state_dict", "torchscript", "export", "pickle", "module"]
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """Where a program came from; recorded in every artifact so it can be verified later."""
+
+    format: SourceFormat
+    path: str | None = None  # file the model was read from (None for zoo / in-memory modules)
+    sha256: str | None = None
+    arch: str | None = None  # zoo architecture for state_dicts and zoo models
+    trusted_pickle: bool = False  # loaded with --trust-pickle (verify must be told again)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    """What the pass manager records about one pass (part of every report)."""
+
+    name: str
+    config: dict[str, Any]
+    duration_s: float
+    modified: bool
+    stats: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Program:
+    module: nn.Module
+    example_input: torch.Tensor
+    kind: ModelKind = "ann"
+    timesteps: int = 1
+    encoder: dict[str, Any] | None = None  # SNN input encoding, e.g. {"kind": "rate", "gain": 1.0}
+    source: SourceInfo = field(default_factory=lambda: SourceInfo(format="module"))
+    name: str = "model"
+    metadata: dict[str, Any] = field(default_factory=dict)  # class names, dataset, zoo facts, ...
+    history: list[PassRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("ann", "snn"):
+            raise ValueError(f"Program.kind must be 'ann' or 'snn', got {self.kind!r}")
+        if self.timesteps < 1:
+            raise ValueError(f"Program.timesteps must be >= 1, got {self.timesteps}")
+        if self.example_input.dim() < 1:
+            raise ValueError("Program.example_input needs a batch dimension, got a scalar")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample (without the batch dimension)."""
+        return tuple(int(d) for d in self.example_input.shape[1:])
+
+    def replace(self, **changes: Any) -> Program:
+        """A shallow copy with some fields changed (passes return new programs)."""
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "input_shape": list(self.input_shape),
+            "timesteps": self.timesteps,
+            "encoder": self.encoder,
+            "source": self.source.to_dict(),
+        }
+
+
+def sha256_of(path: str | Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

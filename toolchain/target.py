@@ -1,0 +1,226 @@
+"""The Target interface: a target decides (``check``), then emits (``lower``), after ExecuTorch.
+
+A target owns its IR and its SDK. Core code never branches on a target's name; it looks the
+target up once in :data:`TARGETS` (a lazy table: the target's module is imported only when
+chosen) and calls these methods:
+
+``availability()``                  is it usable here, and what is missing (no SDK import)
+``prepare_passes(program, config)`` passes the target wants before lowering (e.g. fold BN)
+``check(program, config)``          a list of :class:`Violation` rows: what it cannot take, and why
+``lower(program, out_dir, ctx)``    write the artifact files, return what was written
+``estimate_energy(...)``            the target's energy estimate (cost table chosen by the target)
+``session(artifact, backend)``      a callable that executes the artifact on a batch of raw inputs
+                                    (``run``, ``verify`` and ``bench`` all go through it)
+``verify(artifact, program, data, backend)``  compare the artifact with its source model
+
+Rejections are data (``Violation`` rows rendered as a table), never a bare ``False``.
+See docs/adding-a-target.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from edgec.errors import MissingDependency, UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from edgec.artifact import Artifact
+    from edgec.config import CompileConfig
+    from edgec.data import Dataset
+    from edgec.passes import Pass, PassContext
+    from edgec.program import Program
+
+# name -> "module:Class". The only place that lists targets.
+TARGETS: dict[str, str] = {
+    "cpu": "edgec.targets.cpu:CpuTarget",
+    "loihi": "edgec.targets.loihi:LoihiTarget",
+}
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One thing a target cannot take: which layer, which rule, what exactly, and what to do."""
+
+    layer: str
+    rule: str
+    detail: str
+    hint: str
+    verified: bool = True  # False when the rule's source is secondary / unverified
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Availability:
+    usable: bool
+    missing: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass
+class Lowered:
+    """What ``lower`` wrote: files by role (relative to the artifact dir) and its report section."""
+
+    files: dict[str, str]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class VerifyResult:
+    passed: bool
+    metrics: dict[str, Any]
+    summary: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "metrics": self.metrics, "summary": self.summary}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class Target(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    #: import names this target cannot work without
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: optional features -> import name (e.g. {"backend lava": "lava"})
+    optional: ClassVar[dict[str, str]] = {}
+    #: execution backends for run / verify; the first is the default
+    backends: ClassVar[tuple[str, ...]] = ("default",)
+
+    def availability(self) -> Availability:
+        missing = tuple(m for m in self.requires if not _installed(m))
+        opt_missing = [f"{feat} (needs {mod})" for feat, mod in self.optional.items() if not _installed(mod)]
+        note = f"unavailable here: {', '.join(opt_missing)}" if opt_missing else ""
+        return Availability(usable=not missing, missing=missing, note=note)
+
+    def require_usable(self) -> None:
+        av = self.availability()
+        if not av.usable:
+            raise MissingDependency(
+                f"target '{self.name}' needs {', '.join(av.missing)}, which is not installed",
+                hint=f"install it (see `edgec targets`); {self.description}",
+            )
+
+    def resolve_backend(self, backend: str | None) -> str:
+        if backend is None:
+            return self.backends[0]
+        if backend not in self.backends:
+            raise UsageError(
+                f"target '{self.name}' has no backend '{backend}'",
+                hint=f"choose from: {', '.join(self.backends)}",
+            )
+        return backend
+
+    def prepare_passes(self, program: Program, config: CompileConfig) -> list[Pass]:
+        return []
+
+    def check(self, program: Program, config: CompileConfig) -> list[Violation]:
+        return []
+
+    @abstractmethod
+    def lower(self, program: Program, out_dir: Path, ctx: PassContext) -> Lowered: ...
+
+    def estimate_energy(
+        self, program: Program, data: Dataset | None, config: CompileConfig
+    ) -> dict[str, Any] | None:
+        """Energy section of the report, or None where the target has no estimator yet."""
+        return None
+
+    @abstractmethod
+    def session(
+        self, artifact: Artifact, *, backend: str | None = None, threads: int | None = None
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """Load the artifact once; the callable runs it on a batch of raw inputs ``[N, *input_shape]``."""
+
+    def run(self, artifact: Artifact, x: np.ndarray, *, backend: str | None = None) -> np.ndarray:
+        return self.session(artifact, backend=backend)(x)
+
+    def reference(self, program: Program, x: np.ndarray) -> np.ndarray:
+        """The source model's output for the same inputs (what ``run`` is compared with)."""
+        import torch
+        from edgec.snn import predict
+
+        with torch.no_grad():
+            program.module.eval()
+            out = predict(program, torch.from_numpy(x))
+        return np.asarray(out.detach().numpy())
+
+    def verify(
+        self,
+        artifact: Artifact,
+        program: Program,
+        data: Dataset,
+        *,
+        backend: str | None = None,
+        limit: int | None = None,
+        min_agreement: float = 0.98,
+        batch_size: int = 64,
+    ) -> VerifyResult:
+        """Default: run artifact and source on the same inputs; max-abs error and top-1 agreement."""
+        x, y = data.arrays(limit)
+        run = self.session(artifact, backend=backend)
+        outs, refs = [], []
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size]
+            outs.append(run(xb))
+            refs.append(self.reference(program, xb))
+        return compare_outputs(np.concatenate(outs), np.concatenate(refs), y, min_agreement=min_agreement)
+
+
+def compare_outputs(
+    out: np.ndarray, ref: np.ndarray, labels: np.ndarray | None, *, min_agreement: float
+) -> VerifyResult:
+    """Max-abs error, top-1 agreement, and (with labels) accuracy of both; pass if agreement holds."""
+    if out.shape != ref.shape:
+        return VerifyResult(
+            False, {"shape": list(out.shape), "expected": list(ref.shape)}, "output shapes differ"
+        )
+    err = np.abs(out.astype(np.float64) - ref.astype(np.float64))
+    metrics: dict[str, Any] = {
+        "samples": len(out),
+        "max_abs_error": float(err.max()),
+        "mean_abs_error": float(err.mean()),
+    }
+    if out.ndim == 2 and out.shape[1] > 1:
+        top_out, top_ref = out.argmax(1), ref.argmax(1)
+        metrics["top1_agreement"] = float((top_out == top_ref).mean())
+        if labels is not None:
+            metrics["accuracy_artifact"] = float((top_out == labels).mean())
+            metrics["accuracy_source"] = float((top_ref == labels).mean())
+        passed = metrics["top1_agreement"] >= min_agreement
+        summary = (
+            f"top-1 agreement {metrics['top1_agreement']:.2%} (min {min_agreement:.0%}), "
+            f"max abs error {metrics['max_abs_error']:.3g}"
+        )
+    else:
+        scale = float(np.abs(ref).max()) or 1.0
+        passed = metrics["max_abs_error"] <= 0.05 * scale
+        summary = f"max abs error {metrics['max_abs_error']:.3g} (allowed {0.05 * scale:.3g})"
+    return VerifyResult(passed, metrics, summary)
+
+
+def target_names() -> list[str]:
+    return sorted(TARGETS)
+
+
+def get_target(name: str) -> Target:
+    """The target registered under ``name``; its module is imported now, its SDK not yet."""
+    if name not in TARGETS:
+        raise UsageError(f"unknown target '{name}'", hint=f"choose one of: {', '.join(target_names())}")
+    module, _, cls_name = TARGETS[name].partition(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    return cls()
