@@ -77,7 +77,7 @@ def _open_data(spec: str | None, program: Program, purpose: str) -> Dataset | No
 def check(
     model: Any,
     *,
-    target: str = "cpu",
+    target: str | None = None,
     config: CompileConfig | None = None,
     progress: Progress | None = None,
     **options: Any,
@@ -99,7 +99,7 @@ def check(
 def compile(
     model: Any,
     *,
-    target: str = "cpu",
+    target: str | None = None,
     out: str | Path | None = None,
     quantize: str | None = None,
     calib: str | None = None,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from edgec.errors import EXIT_CODES, ConstraintViolation, EdgecError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console(soft_wrap=True)  # results
-err = Console(stderr=True)  # progress, warnings, errors
+err = Console(stderr=True, soft_wrap=True)  # progress, warnings, errors (one line each)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -58,7 +59,7 @@ def _handle_errors(fn: F) -> F:
             if os.environ.get("EDGEC_DEBUG"):
                 raise
             err.print(
-                f"[red]error:[/] internal error ({type(exc).__name__}: {exc}); "
+                f"[red]error:[/] internal error ({type(exc).__name__}: {escape(str(exc))}); "
                 "rerun with EDGEC_DEBUG=1 for the traceback and report it",
                 markup=True,
                 highlight=False,
@@ -69,9 +70,9 @@ def _handle_errors(fn: F) -> F:
 
 
 def _fail(exc: EdgecError) -> None:
-    err.print(f"[red]error:[/] {exc.message}", markup=True, highlight=False)
-    if exc.hint:
-        err.print(f"  hint: {exc.hint}", highlight=False)
+    # one line: what is wrong, then what to do about it
+    hint = f"; {exc.hint}" if exc.hint else ""
+    err.print(f"[red]error:[/] {escape(exc.message)}{escape(hint)}", markup=True, highlight=False)
     raise typer.Exit(exc.exit_code)
 
 
@@ -123,7 +124,9 @@ def _emit_json(data: Any) -> None:
 
 
 # ---- options shared by compile / check -------------------------------------------------------
-TargetOpt = Annotated[str, typer.Option("--target", "-t", help="target name (see `edgec targets`)")]
+TargetOpt = Annotated[
+    str | None, typer.Option("--target", "-t", help="target name, see `edgec targets` (default: cpu)")
+]
 CalibOpt = Annotated[
     str | None,
     typer.Option(
@@ -158,7 +161,7 @@ def compile_cmd(
     model: Annotated[
         str, typer.Argument(help="model file (.pt2, TorchScript, state_dict with --arch) or zoo:NAME")
     ],
-    target: TargetOpt = "cpu",
+    target: TargetOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="artifact directory to write")] = None,
     quantize: Annotated[str | None, typer.Option(help="none | int8")] = None,
     calib: CalibOpt = None,
@@ -206,7 +209,7 @@ def compile_cmd(
 @_handle_errors
 def check_cmd(
     model: Annotated[str, typer.Argument(help="model file or zoo:NAME")],
-    target: TargetOpt = "cpu",
+    target: TargetOpt = None,
     calib: CalibOpt = None,
     timesteps: TimestepsOpt = None,
     input_shape: ShapeOpt = None,

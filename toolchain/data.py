@@ -55,6 +55,20 @@ class Dataset:
     def take(self, n: int | None) -> Iterator[Sample]:
         return iter(self) if n is None else itertools.islice(iter(self), n)
 
+    def checked(self, input_shape: tuple[int, ...], limit: int | None = None) -> Iterator[Sample]:
+        """Like :meth:`take`, but every sample must be a finite float array of ``input_shape``."""
+        for i, (x, y) in enumerate(self.take(limit)):
+            x = np.asarray(x)
+            if tuple(x.shape) != tuple(input_shape):
+                raise DataError(
+                    f"sample {i} of data '{self.name}' has shape {tuple(x.shape)}, the model takes {tuple(input_shape)}"
+                )
+            if not np.issubdtype(x.dtype, np.floating):
+                raise DataError(
+                    f"sample {i} of data '{self.name}' has dtype {x.dtype}; the model takes float input"
+                )
+            yield x.astype(np.float32, copy=False), y
+
     def arrays(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """All (or the first ``limit``) samples stacked: ``x`` [N, ...] float32, ``y`` [N] or None."""
         xs: list[np.ndarray] = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -139,11 +140,25 @@ def _load_torch_save(path: Path, *, trust_pickle: bool, arch: str | None) -> tup
             hint="pass --arch NAME to say which architecture they belong to (see `edgec models`)",
         )
     module = _zoo_entry(arch, "--arch").build(pretrained=False)
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = " ".join(str(exc).split("\n\t")[:2]).strip()
-        raise ModelError(f"the state_dict in '{path}' does not fit --arch {arch}: {first}") from None
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = [
+            f"{len(keys)} {what} (e.g. {keys[0]!r})"
+            for what, keys in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("shape mismatches", wrong),
+            )
+            if keys
+        ]
+        raise ModelError(
+            f"the state_dict in '{path}' does not fit --arch {arch}: {', '.join(parts)}",
+            hint="check --arch (see `edgec models`)",
+        )
+    module.load_state_dict(state, strict=True)
     return module, "state_dict"
 
 
@@ -212,7 +227,9 @@ def _program_from_file(
         source = SourceInfo("export", str(path.resolve()), digest)
     elif fmt == "torchscript":
         try:
-            module = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # TorchScript is deprecated upstream; still a valid input
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
             raise ModelError(f"cannot load TorchScript model '{path}': {str(exc).splitlines()[0]}") from None
         source = SourceInfo("torchscript", str(path.resolve()), digest)

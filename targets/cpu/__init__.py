@@ -57,6 +57,7 @@ class CpuTarget(Target):
                 final,
                 ctx.calib,
                 input_name=INPUT_NAME,
+                input_shape=program.input_shape,
                 method=config.calib_method,
                 samples=config.calib_samples,
                 progress=ctx.progress,

@@ -58,8 +58,10 @@ def _calibration_method(name: str) -> Any:
 class _Reader:
     """ORT ``CalibrationDataReader`` over an edgec Dataset (one sample per batch, as ORT expects)."""
 
-    def __init__(self, data: Dataset, input_name: str, limit: int, task: Task) -> None:
-        self.samples: Iterator[tuple[np.ndarray, int | None]] = data.take(limit)
+    def __init__(
+        self, data: Dataset, input_name: str, input_shape: tuple[int, ...], limit: int, task: Task
+    ) -> None:
+        self.samples: Iterator[tuple[np.ndarray, int | None]] = data.checked(input_shape, limit)
         self.input_name = input_name
         self.count = 0
         self.task = task
@@ -82,6 +84,7 @@ def quantize_int8(
     data: Dataset,
     *,
     input_name: str,
+    input_shape: tuple[int, ...],
     method: str = "minmax",
     samples: int = 128,
     progress: Progress | None = None,
@@ -100,7 +103,7 @@ def quantize_int8(
         warnings.simplefilter("ignore")
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
-        reader = _Reader(data, input_name, samples, task)
+        reader = _Reader(data, input_name, input_shape, samples, task)
         quantize_static(
             str(pre),
             str(out_path),

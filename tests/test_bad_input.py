@@ -1,0 +1,174 @@
+"""Bad input: a one-line error naming what is wrong, a non-zero exit code, and no half-written output."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgec.errors import ConstraintViolation, DataError, ModelError, UsageError
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from edgec.models import ZOO
+
+    d = tmp_path_factory.mktemp("bad")
+    model = ZOO["digits-cnn"].build()
+    sd = d / "digits_sd.pt"
+    torch.save(model.state_dict(), sd)
+    torch.save(model, d / "module.pt")
+    blob = sd.read_bytes()
+    (d / "truncated.pt").write_bytes(blob[: len(blob) // 2])
+    (d / "notes.pt").write_text("these are not weights\n")
+    nan_sd = model.state_dict()
+    nan_sd["classifier.1.weight"][3, 5] = float("inf")
+    torch.save(nan_sd, d / "inf_sd.pt")
+    np.save(d / "calib_wrong_shape.npy", np.random.rand(8, 1, 8, 9).astype(np.float32))
+    np.save(d / "calib_uint8.npy", (np.random.rand(8, 1, 8, 8) * 255).astype(np.uint8))
+    (d / "regular_file").write_text("x")
+    return {p.stem: p for p in d.iterdir()} | {"dir": d}
+
+
+def _assert_clean(out: Path) -> None:
+    assert not out.exists(), f"{out} was written despite the error"
+    leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+    assert not leftovers, f"temporary files left behind: {leftovers}"
+
+
+def _fails(cli, args, code: int, *words: str) -> str:
+    res = cli(*args)
+    assert res.exit_code == code, (res.exit_code, res.stdout, res.stderr)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected a one-line error, got: {res.stderr!r}"
+    assert lines[0].startswith("error: ")
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    assert "Traceback" not in res.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "code", "words"),
+    [
+        ("missing", [], 2, ["does not exist"]),
+        ("notes", [], 3, ["not a PyTorch model file"]),
+        ("truncated", ["--arch", "digits-cnn"], 3, ["truncated or corrupt"]),
+        ("module", [], 3, ["pickled Python object", "--trust-pickle"]),
+        ("digits_sd", [], 2, ["state_dict", "--arch"]),
+        ("digits_sd", ["--arch", "no-such-arch"], 2, ["unknown --arch 'no-such-arch'", "digits-cnn"]),
+        ("digits_sd", ["--arch", "resnet20"], 3, ["does not fit --arch resnet20", "missing keys"]),
+        ("digits_sd", ["--arch", "digits-cnn", "--target", "fpga"], 2, ["unknown target 'fpga'", "cpu"]),
+        (
+            "digits_sd",
+            ["--arch", "digits-cnn", "--input-shape", "1,3,32,32"],
+            3,
+            ["input of shape (1, 3, 32, 32)"],
+        ),
+        ("inf_sd", ["--arch", "digits-cnn"], 3, ["classifier.1.weight", "NaN/Inf"]),
+        (
+            "digits_sd",
+            ["--arch", "digits-cnn", "--quantize", "int8", "--calib", "CALIB:calib_wrong_shape"],
+            3,
+            ["shape (1, 8, 9)", "(1, 8, 8)"],
+        ),
+        (
+            "digits_sd",
+            ["--arch", "digits-cnn", "--quantize", "int8", "--calib", "CALIB:calib_uint8"],
+            3,
+            ["dtype uint8", "float"],
+        ),
+        ("digits_sd", ["--arch", "digits-cnn", "--quantize", "int4"], 2, ["--quantize 'int4'", "int8"]),
+    ],
+)
+def test_compile_rejects(cli, files, name, extra, code, words):
+    model = files.get(name, files["dir"] / f"{name}.pt")
+    extra = [str(files[e[6:]]) if e.startswith("CALIB:") else e for e in extra]
+    out = files["dir"] / f"out-{name}-{code}"
+    _fails(cli, ["compile", str(model), "-o", str(out), *extra], code, *words)
+    _assert_clean(out)
+
+
+def test_malicious_pickle_never_runs(cli, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"weights": Evil()}, evil)
+    for extra in ([], ["--arch", "digits-cnn"]):
+        res = cli("compile", str(evil), "-o", str(tmp_path / "out"), *extra)
+        assert res.exit_code == 3
+        assert not marker.exists(), "the pickle's __reduce__ ran"
+    _assert_clean(tmp_path / "out")
+
+
+def test_trusted_pickle_loads_when_asked(cli, files, tmp_path):
+    out = tmp_path / "out"
+    res = cli("compile", str(files["module"]), "--trust-pickle", "--input-shape", "1,1,8,8", "-o", str(out))
+    assert res.exit_code == 0, res.stderr
+    assert (out / "model.onnx").is_file()
+    # verifying it reloads the pickle, so it must be asked for again
+    _fails(cli, ["verify", str(out)], 2, "pickled module", "--trust-pickle")
+    assert cli("verify", str(out), "--trust-pickle").exit_code == 0
+
+
+def test_existing_output_needs_force(cli, files, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("user data")
+    _fails(cli, ["compile", "zoo:digits-cnn", "-o", str(out)], 2, "already exists", "--force")
+    assert (out / "keep.txt").read_text() == "user data"
+    res = cli("compile", "zoo:digits-cnn", "-o", str(out), "--force")
+    assert res.exit_code == 0, res.stderr
+    assert not (out / "keep.txt").exists() and (out / "model.onnx").is_file()
+
+
+def test_output_path_that_cannot_be_created(cli, files):
+    out = files["regular_file"] / "sub" / "out"
+    _fails(
+        cli,
+        ["compile", "zoo:digits-cnn", "-o", str(out)],
+        2,
+        "cannot create output directory",
+        "not a directory",
+    )
+    assert files["regular_file"].read_text() == "x"
+
+
+def test_failure_during_lowering_leaves_nothing(tmp_path, monkeypatch):
+    """Data that goes bad mid-calibration fails inside the artifact writer: nothing is left."""
+    import edgec
+
+    (tmp_path / "baddata.py").write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            def samples():
+                for i in range(40):
+                    shape = (1, 8, 8) if i < 20 else (1, 7, 7)
+                    yield np.zeros(shape, np.float32), None
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="sample 20"):
+        edgec.compile("zoo:digits-cnn", target="cpu", quantize="int8", calib="baddata:samples", out=out)
+    _assert_clean(out)
+
+
+def test_library_raises_typed_errors(tmp_path):
+    import edgec
+
+    with pytest.raises(UsageError):
+        edgec.compile("zoo:nope", out=tmp_path / "a")
+    with pytest.raises(ModelError):
+        edgec.compile(str(Path(__file__)), out=tmp_path / "b")
+    assert issubclass(ConstraintViolation, edgec.EdgecError)

@@ -1,0 +1,122 @@
+"""Pass infrastructure: passes run in order, are recorded, and fail with the pass chain named."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+from edgec.errors import EdgecError, ModelError, PassError, UsageError
+from edgec.loading import load_program
+from edgec.passes import Pass, PassContext, PassManager, PassResult, get_pass
+from edgec.program import Program
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "resnet20"])
+def test_fold_bn_keeps_the_function(name):
+    program = load_program(f"zoo:{name}")
+    x = torch.rand(4, *program.input_shape)
+    # give BN non-trivial statistics so folding is really exercised
+    gen = torch.Generator().manual_seed(1)
+    for m in program.module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    with torch.no_grad():
+        ref = program.module(x)
+    out = PassManager([get_pass("fold-bn")]).run(program, PassContext())
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in program.module.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in out.module.modules())
+    assert out.history[-1].stats == {"folded": n_bn}
+    assert any(isinstance(m, nn.BatchNorm2d) for m in program.module.modules())  # input untouched
+    with torch.no_grad():
+        torch.testing.assert_close(out.module(x), ref, atol=1e-4, rtol=1e-4)
+
+
+@dataclass
+class Scale(Pass):
+    name: ClassVar[str] = "scale"
+    factor: float = 2.0
+
+    def call(self, program: Program, ctx: PassContext) -> PassResult:
+        module = nn.Sequential(program.module, _Mul(self.factor))
+        return PassResult(program.replace(module=module), True, {"factor": self.factor})
+
+
+class _Mul(nn.Module):
+    def __init__(self, f: float) -> None:
+        super().__init__()
+        self.f = f
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.f
+
+
+@dataclass
+class Crash(Pass):
+    name: ClassVar[str] = "crash"
+
+    def call(self, program: Program, ctx: PassContext) -> PassResult:
+        raise ZeroDivisionError("boom")
+
+
+@dataclass
+class Refuse(Pass):
+    name: ClassVar[str] = "refuse"
+
+    def requires(self, program: Program) -> None:
+        raise ModelError("needs a spiking model")
+
+    def call(self, program: Program, ctx: PassContext) -> PassResult:  # pragma: no cover - never reached
+        return PassResult(program, False)
+
+
+@dataclass
+class FineTune(Pass):
+    name: ClassVar[str] = "finetune"
+    needs: ClassVar[frozenset[str]] = frozenset({"training"})
+
+    def call(self, program: Program, ctx: PassContext) -> PassResult:
+        return PassResult(program, False)
+
+
+def _tiny() -> Program:
+    return Program(module=nn.Linear(3, 2), example_input=torch.ones(1, 3))
+
+
+def test_manager_records_each_pass_in_order():
+    p = PassManager([Scale(2.0), Scale(3.0)]).run(_tiny(), PassContext())
+    assert [r.name for r in p.history] == ["scale", "scale"]
+    assert [r.config for r in p.history] == [{"factor": 2.0}, {"factor": 3.0}]
+    assert all(r.duration_s >= 0 and r.modified for r in p.history)
+    x = torch.ones(1, 3)
+    linear = p.module[0][0]  # Sequential(Sequential(linear, x2), x3)
+    torch.testing.assert_close(p.module(x), linear(x) * 6)
+
+
+def test_crash_names_the_pass_and_the_chain():
+    with pytest.raises(PassError, match=r"pass 'crash' failed \(scale -> crash\): boom") as info:
+        PassManager([Scale(), Crash()]).run(_tiny(), PassContext())
+    assert info.value.exit_code == 1
+
+
+def test_refusal_keeps_its_type_and_gets_the_chain():
+    with pytest.raises(ModelError, match=r"pass 'refuse' \(scale -> refuse\): needs a spiking model"):
+        PassManager([Scale(), Refuse()]).run(_tiny(), PassContext())
+
+
+def test_pass_that_needs_training_data_says_so():
+    with pytest.raises(UsageError, match="needs training data") as info:
+        PassManager([FineTune()]).run(_tiny(), PassContext())
+    assert "--train-data" in (info.value.hint or "")
+
+
+def test_unknown_pass_and_bad_options():
+    with pytest.raises(UsageError, match="unknown pass 'prune-everything'"):
+        get_pass("prune-everything")
+    with pytest.raises(UsageError, match="bad options for pass 'fold-bn'"):
+        get_pass("fold-bn", bits=4)
+    assert issubclass(PassError, EdgecError)
