@@ -134,9 +134,10 @@ def main() -> int:
         print("\nResNet-20 (CIFAR), 32x32, no threshold")
         fp32, int8, compile_s = compile_pair("resnet20", (3, 32, 32), work)
         s32, s8 = fp32.report["files"]["model"]["bytes"], int8.report["files"]["model"]["bytes"]
+        fused = int8.report["target_report"]["ort_fusion"]["fused_quantized_ops"]
         print(
             f"  INT8 compile {compile_s:.1f} s; model.onnx FP32 {s32 / 1024:.0f} KiB, INT8 {s8 / 1024:.0f} KiB, "
-            f"ratio {s8 / s32:.3f}; fused quantized ops {int8.report['target_report']['ort_fusion']['fused_quantized_ops']}"
+            f"ratio {s8 / s32:.3f}; fused quantized ops {fused}"
         )
         for batch, iters in ((1, 200), (64, 20)):
             print_rounds(

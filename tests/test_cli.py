@@ -27,7 +27,8 @@ def test_import_and_help_are_light_and_work_without_sdks(tmp_path):
     code = BLOCK_SDKS + textwrap.dedent(
         """
         import edgec, edgec.cli
-        heavy = [m for m in ("torch", "onnxruntime", "onnx", "lava", "tensorrt", "matplotlib") if m in sys.modules]
+        heavy = ("torch", "onnxruntime", "onnx", "lava", "tensorrt", "matplotlib")
+        heavy = [m for m in heavy if m in sys.modules]
         assert not heavy, heavy
         sys.argv = ["edgec", "--help"]
         try:
@@ -55,7 +56,8 @@ def test_targets_lists_availability_without_sdks(tmp_path):
 def test_no_top_level_models_or_targets_package(tmp_path):
     import subprocess
 
-    code = "import importlib.util as u; print([m for m in ('models', 'targets', 'toolchain', 'calibration') if u.find_spec(m)])"
+    names = ("models", "targets", "toolchain", "calibration")
+    code = f"import importlib.util as u; print([m for m in {names!r} if u.find_spec(m)])"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.stdout.strip() == "[]", proc.stdout
 

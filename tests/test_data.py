@@ -19,7 +19,7 @@ def test_builtin_digits_split_is_fixed_stratified_30_percent():
     x_ho, y_ho = hold.arrays()
     assert len(x_tr) + len(x_ho) == 1797 and len(x_ho) == 540
     assert x_tr.shape[1:] == (1, 8, 8) and x_tr.dtype == np.float32
-    assert 0.0 <= x_tr.min() and x_tr.max() <= 1.0
+    assert x_tr.min() >= 0.0 and x_tr.max() <= 1.0
     # stratified: each class is ~30 % held out
     for c in range(10):
         frac = (y_ho == c).sum() / ((y_ho == c).sum() + (y_tr == c).sum())

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
 from edgec.errors import DataError, UsageError
 
 Purpose = Literal["calibration", "evaluation"]
@@ -61,7 +62,8 @@ class Dataset:
             x = np.asarray(x)
             if tuple(x.shape) != tuple(input_shape):
                 raise DataError(
-                    f"sample {i} of data '{self.name}' has shape {tuple(x.shape)}, the model takes {tuple(input_shape)}"
+                    f"sample {i} of data '{self.name}' has shape {tuple(x.shape)}, "
+                    f"the model takes {tuple(input_shape)}"
                 )
             if not np.issubdtype(x.dtype, np.floating):
                 raise DataError(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from edgec.errors import DataError, UsageError
 from edgec.target import Lowered, Target, Violation
 

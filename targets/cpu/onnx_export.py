@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from edgec.errors import ModelError
 from edgec.program import Program
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from edgec.data import Dataset
 from edgec.progress import NullProgress, Progress, Task
 
