@@ -136,7 +136,8 @@ def main() -> int:
         s32, s8 = fp32.report["files"]["model"]["bytes"], int8.report["files"]["model"]["bytes"]
         fused = int8.report["target_report"]["ort_fusion"]["fused_quantized_ops"]
         print(
-            f"  INT8 compile {compile_s:.1f} s; model.onnx FP32 {s32 / 1024:.0f} KiB, INT8 {s8 / 1024:.0f} KiB, "
+            f"  INT8 compile {compile_s:.1f} s; model.onnx FP32 {s32 / 1024:.0f} KiB, "
+            f"INT8 {s8 / 1024:.0f} KiB, "
             f"ratio {s8 / s32:.3f}; fused quantized ops {fused}"
         )
         for batch, iters in ((1, 200), (64, 20)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+
 from edgec.data import Dataset, Purpose, from_arrays
 from edgec.errors import UsageError
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from edgec.data import Dataset, from_arrays
 from edgec.errors import DataError, UsageError
 

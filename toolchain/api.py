@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from edgec.artifact import (
     REPORT_JSON,
     REPORT_MD,

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from edgec.errors import EXIT_CODES, ConstraintViolation, EdgecError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from edgec.errors import EXIT_CODES, ConstraintViolation, EdgecError
 
 if TYPE_CHECKING:
     from edgec.target import Violation
@@ -289,6 +290,7 @@ def run_cmd(
 ) -> None:
     """Run an artifact on inputs from a .npy file and save its outputs."""
     import numpy as np
+
     from edgec import api
     from edgec.errors import DataError, UsageError
 

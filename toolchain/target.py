@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
 from edgec.errors import MissingDependency, UsageError
 
 if TYPE_CHECKING:
@@ -152,6 +153,7 @@ class Target(ABC):
     def reference(self, program: Program, x: np.ndarray) -> np.ndarray:
         """The source model's output for the same inputs (what ``run`` is compared with)."""
         import torch
+
         from edgec.snn import predict
 
         with torch.no_grad():

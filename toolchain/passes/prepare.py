@@ -7,9 +7,10 @@ import itertools
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+
 from edgec.passes.base import Pass, PassContext, PassResult
 from edgec.program import Program
-from torch import nn
 
 
 def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
