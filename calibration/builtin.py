@@ -32,8 +32,8 @@ def digits_split() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def load_digits(purpose: Purpose = "calibration", split: str | None = None) -> Dataset:
-    """``builtin:digits``: the train split for calibration, the holdout split for evaluation."""
-    split = split or ("train" if purpose == "calibration" else "holdout")
+    """``builtin:digits``: the train split for calibration and training, the holdout for evaluation."""
+    split = split or ("holdout" if purpose == "evaluation" else "train")
     splits = digits_split()
     if split not in splits:
         raise UsageError(

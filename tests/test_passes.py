@@ -120,3 +120,34 @@ def test_unknown_pass_and_bad_options():
     with pytest.raises(UsageError, match="bad options for pass 'fold-bn'"):
         get_pass("fold-bn", bits=4)
     assert issubclass(PassError, EdgecError)
+
+
+@dataclass
+class CountTraining(Pass):
+    name: ClassVar[str] = "count-train"
+    needs: ClassVar[frozenset[str]] = frozenset({"training"})
+
+    def call(self, program: Program, ctx: PassContext) -> PassResult:
+        assert ctx.train is not None
+        x, y = ctx.train.arrays()
+        with ctx.progress.task("counting", total=len(x)) as task:
+            task.advance(len(x))
+        return PassResult(program, False, {"samples": len(x), "labelled": y is not None})
+
+
+def test_compile_gives_training_passes_labelled_data(tmp_path, monkeypatch):
+    """A zoo model's own dataset (its train split) feeds training passes; --train-data overrides it."""
+    import numpy as np
+
+    import edgec
+    from edgec import passes
+
+    monkeypatch.setitem(passes.PASSES, "count-train", f"{__name__}:CountTraining")
+    art = edgec.compile("zoo:digits-cnn", passes=["count-train"], out=tmp_path / "a")
+    rec = art.report["passes"][-1]
+    assert rec["name"] == "count-train" and rec["stats"] == {"samples": 1257, "labelled": True}
+    np.savez(tmp_path / "t.npz", x=np.zeros((7, 1, 8, 8), np.float32), y=np.arange(7))
+    art = edgec.compile(
+        "zoo:digits-cnn", passes=["count-train"], train_data=str(tmp_path / "t.npz"), out=tmp_path / "b"
+    )
+    assert art.report["passes"][-1]["stats"] == {"samples": 7, "labelled": True}

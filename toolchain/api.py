@@ -33,7 +33,7 @@ from edgec.config import CompileConfig, load_config
 from edgec.data import Dataset, open_dataset
 from edgec.errors import ConstraintViolation, DataError, UsageError, VerificationFailed
 from edgec.loading import load_program
-from edgec.passes import PassContext, PassManager, get_pass
+from edgec.passes import Pass, PassContext, PassManager, get_pass
 from edgec.program import Program, SourceInfo, sha256_of
 from edgec.progress import NullProgress, Progress
 from edgec.target import Target, VerifyResult, Violation, get_target
@@ -86,15 +86,24 @@ def check(
     """Run the target's preparation passes and return what it cannot take (empty: it can)."""
     cfg = _config(config, {"target": target, **options})
     tgt, program = _prepare(model, cfg)
-    ctx = PassContext(
+    passes = tgt.prepare_passes(program, cfg)
+    program = PassManager(passes).run(program, _context(cfg, program, tgt, passes, progress))
+    return program, tgt.check(program, cfg)
+
+
+def _context(
+    cfg: CompileConfig, program: Program, tgt: Target, passes: list[Pass], progress: Progress | None
+) -> PassContext:
+    """Calibration data always (the model's own dataset by default); training data when a pass needs it."""
+    wants_training = cfg.train_data is not None or any("training" in p.needs for p in passes)
+    return PassContext(
         config=cfg,
         calib=_open_data(cfg.calib, program, "calibration"),
+        train=_open_data(cfg.train_data, program, "training") if wants_training else None,
         target=tgt,
         progress=progress or NullProgress(),
         seed=cfg.seed,
     )
-    program = PassManager(tgt.prepare_passes(program, cfg)).run(program, ctx)
-    return program, tgt.check(program, cfg)
 
 
 def compile(
@@ -110,6 +119,7 @@ def compile(
     arch: str | None = None,
     trust_pickle: bool | None = None,
     passes: list[str] | None = None,
+    train_data: str | None = None,
     force: bool = False,
     config: CompileConfig | None = None,
     progress: Progress | None = None,
@@ -133,16 +143,18 @@ def compile(
             "arch": arch,
             "trust_pickle": trust_pickle,
             "passes": passes,
+            "train_data": train_data,
         },
     )
     progress = progress or NullProgress()
     out_dir = Path(out) if out is not None else Path("edgec-out") / f"{_model_stem(model)}-{cfg.target}"
     check_output_dir(out_dir, force=force)  # fail before any work
     tgt, program = _prepare(model, cfg)
-    calib_data = _open_data(cfg.calib, program, "calibration")
-    ctx = PassContext(config=cfg, calib=calib_data, target=tgt, progress=progress, seed=cfg.seed)
     user_passes = [get_pass(name, **cfg.pass_options.get(name, {})) for name in cfg.passes]
-    program = PassManager([*tgt.prepare_passes(program, cfg), *user_passes]).run(program, ctx)
+    passes = [*tgt.prepare_passes(program, cfg), *user_passes]
+    ctx = _context(cfg, program, tgt, passes, progress)
+    calib_data = ctx.calib
+    program = PassManager(passes).run(program, ctx)
     violations = tgt.check(program, cfg)
     if violations:
         raise ConstraintViolation(

@@ -173,6 +173,9 @@ def compile_cmd(
     arch: ArchOpt = None,
     trust_pickle: TrustOpt = False,
     passes: Annotated[list[str] | None, typer.Option("--pass", help="extra pass to run (repeatable)")] = None,
+    train_data: Annotated[
+        str | None, typer.Option(help="labelled data for training-time passes (same forms as --calib)")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an existing output directory")] = False,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
@@ -192,6 +195,7 @@ def compile_cmd(
         arch=arch,
         trust_pickle=trust_pickle or None,
         passes=passes,
+        train_data=train_data,
     )
     with _quiet_stdout(as_json):
         artifact = api.compile(model, out=output, force=force, config=cfg, progress=_RichProgress())

@@ -41,6 +41,7 @@ class CompileConfig:
     calib: str | None = None  # data spec; a zoo model brings its own default
     calib_method: str = "minmax"
     calib_samples: int = 128
+    train_data: str | None = None  # labelled data for training-time passes (QAT, distillation, ...)
     timesteps: int | None = None  # SNN timesteps (None: the model's own)
     input_shape: tuple[int, ...] | None = None
     arch: str | None = None

@@ -28,7 +28,7 @@ import numpy as np
 
 from edgec.errors import DataError, UsageError
 
-Purpose = Literal["calibration", "evaluation"]
+Purpose = Literal["calibration", "training", "evaluation"]
 Sample = tuple[np.ndarray, int | None]
 
 # name -> "module:function(purpose, split) -> Dataset"; the core imports the loader only when used.
