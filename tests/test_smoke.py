@@ -31,3 +31,27 @@ def test_run_writes_outputs(digits_int8, cli, tmp_path):
     assert res.exit_code == 0, res.stderr
     y = np.load(tmp_path / "y.npy")
     assert y.shape == (8, 10)
+
+
+def test_int8_graph_has_bn_folded_and_u8s8_qdq(digits_int8):
+    import onnx
+    from onnx import TensorProto
+
+    model = onnx.load(digits_int8 / "model.onnx")
+    ops = [n.op_type for n in model.graph.node]
+    assert "BatchNormalization" not in ops
+    inits = {i.name: i for i in model.graph.initializer}
+    quant = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert quant
+    # activations: uint8 zero points (asymmetric); weights: int8, symmetric, one scale per output channel
+    for n in quant:
+        assert inits[n.input[2]].data_type == TensorProto.UINT8
+    weight_dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    conv_w = [n for n in weight_dq if len(inits[n.input[0]].dims) == 4]
+    assert conv_w
+    for n in conv_w:
+        w = inits[n.input[0]]
+        assert w.data_type == TensorProto.INT8
+        assert list(inits[n.input[1]].dims) == [w.dims[0]]  # per-channel scales
+        zp = onnx.numpy_helper.to_array(inits[n.input[2]])
+        assert (zp == 0).all()
