@@ -264,6 +264,7 @@ def verify(
     if dataset is None:
         dataset = _random_data(program, n=64)
     result = tgt.verify(art, program, dataset, backend=backend, limit=limit, min_agreement=min_agreement)
+    result.metrics["data"] = dataset.name
     if not result.passed:
         raise VerificationFailed(f"artifact '{art.path}' disagrees with its source model: {result.summary}")
     return result
