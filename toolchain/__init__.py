@@ -33,6 +33,7 @@ _LAZY = {
     "verify": "edgec.api",
     "run": "edgec.api",
     "bench": "edgec.api",
+    "energy_report": "edgec.api",
     "load_program": "edgec.loading",
     "Program": "edgec.program",
     "CompileConfig": "edgec.config",

@@ -5,6 +5,7 @@
 ``verify``   an artifact against its source model on data
 ``run``      an artifact on an input array
 ``bench``    an artifact's latency percentiles and throughput
+``energy_report``  MACs, synaptic operations, memory and energy of a model or artifact, per target
 """
 
 from __future__ import annotations
@@ -185,7 +186,48 @@ def compile(
         from edgec.report import render_markdown
 
         (tmp / REPORT_MD).write_text(render_markdown(report))
+        if energy is not None:
+            from edgec.energy.html import render_html
+
+            (tmp / "report.html").write_text(render_html(report))
     return Artifact.open(out_dir)
+
+
+def energy_report(
+    model: Any,
+    *,
+    target: str | None = None,
+    quantize: str | None = None,
+    data: str | None = None,
+    samples: int | None = None,
+    weight_bits: int | None = None,
+    timesteps: int | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    arch: str | None = None,
+    trust_pickle: bool | None = None,
+    config: CompileConfig | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The energy report of ``model`` for ``target`` without compiling (or of an artifact directory).
+
+    Returns the report.json document (docs/report-schema.md); render it with :mod:`edgec.report`.
+    """
+    from edgec.report import build_report
+
+    cfg = _config(
+        config,
+        {
+            "target": target,
+            "quantize": quantize,
+            "timesteps": timesteps,
+            "input_shape": input_shape,
+            "arch": arch,
+            "trust_pickle": trust_pickle,
+        },
+    )
+    return build_report(
+        model, config=cfg, data=data, samples=samples, weight_bits=weight_bits, progress=progress
+    )
 
 
 def _model_stem(model: Any) -> str:

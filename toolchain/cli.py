@@ -346,6 +346,104 @@ def bench_cmd(
     )
 
 
+@app.command("report")
+@_handle_errors
+def report_cmd(
+    model: Annotated[
+        str,
+        typer.Argument(help="model file or zoo:NAME (counted without compiling), or an artifact directory"),
+    ],
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="target whose cost table prices it")
+    ] = None,
+    quantize: Annotated[
+        str | None, typer.Option(help="none | int8 (the precision the target would run)")
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="table | json | md | html (default: from -o, else table)"),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write the report to")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="inputs for activity counts (default: the model's own dataset)")
+    ] = None,
+    samples: Annotated[
+        int | None, typer.Option(help="samples the activity counts average over (default 32)")
+    ] = None,
+    weight_bits: Annotated[
+        int | None, typer.Option(help="weight storage width to assume, e.g. 4 or 1")
+    ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option(help="baseline report.json to gate against (exit code 6 on regression)")
+    ] = None,
+    max_increase: Annotated[str, typer.Option(help="allowed increase over the baseline, e.g. 5%")] = "5%",
+    timesteps: TimestepsOpt = None,
+    input_shape: ShapeOpt = None,
+    arch: ArchOpt = None,
+    trust_pickle: TrustOpt = False,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Energy report: MACs, synaptic operations, memory and energy per layer and in total.
+
+    Works on a model without compiling it, or on an artifact directory. With --baseline, fails (exit
+    code 6) when any metric grew more than --max-increase, and lists each one.
+    """
+    from edgec import api
+    from edgec.energy.gate import compare, load_baseline, parse_max_increase
+    from edgec.errors import RegressionGateFailed, UsageError
+    from edgec.report import format_for, render, render_terminal
+
+    fmt = format_for("json" if as_json and fmt is None else fmt, output)
+    allowed = parse_max_increase(max_increase)
+    base = load_baseline(baseline) if baseline is not None else None
+    if output is not None and not output.parent.is_dir():
+        raise UsageError(f"cannot write '{output}': '{output.parent}' is not a directory")
+    cfg = _load_cfg(
+        config,
+        target=target,
+        quantize=quantize,
+        timesteps=timesteps,
+        input_shape=input_shape,
+        arch=arch,
+        trust_pickle=trust_pickle or None,
+    )
+    with _quiet_stdout(fmt != "table" and output is None):
+        report = api.energy_report(
+            model, config=cfg, data=data, samples=samples, weight_bits=weight_bits, progress=_RichProgress()
+        )
+    gate = None
+    if base is not None:
+        gate = compare(report, base, max_increase=allowed, baseline_name=str(baseline))
+    if fmt == "table":
+        render_terminal(report, out, gate=gate)
+    else:
+        text = render(report, fmt, gate=gate)
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            tmp = output.with_name(output.name + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(output)
+            err.print(f"wrote {output} ({fmt})", highlight=False)
+    if gate is not None and not gate.passed:
+        if fmt != "table":
+            _print_regressions(gate, console=err)
+        raise RegressionGateFailed(
+            f"energy regression gate failed: {gate.summary()}", gate.regressions, hint="see the table above"
+        )
+
+
+def _print_regressions(gate: Any, *, console: Console) -> None:
+    table = Table(title=f"regressed metrics (allowed +{gate.max_increase:.1%})")
+    for col in ("metric", "baseline", "current", "change"):
+        table.add_column(col)
+    for d in gate.regressions:
+        change = "new" if d.change is None else f"{d.change:+.2%}"
+        table.add_row(d.metric, f"{d.baseline:.6g}", f"{d.current:.6g}", change)
+    console.print(table)
+
+
 @app.command("targets")
 @_handle_errors
 def targets_cmd(as_json: JsonOpt = False) -> None:

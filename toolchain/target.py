@@ -101,6 +101,9 @@ class Target(ABC):
     optional: ClassVar[dict[str, str]] = {}
     #: execution backends for run / verify; the first is the default
     backends: ClassVar[tuple[str, ...]] = ("default",)
+    #: energy cost tables (edgec.energy.tables) by ``config.quantize`` value; "default" for the rest.
+    #: Declaring them is all a target needs for energy reports: counting and pricing are core.
+    cost_tables: ClassVar[dict[str, str]] = {}
 
     def availability(self) -> Availability:
         missing = tuple(m for m in self.requires if not _installed(m))
@@ -135,11 +138,38 @@ class Target(ABC):
     @abstractmethod
     def lower(self, program: Program, out_dir: Path, ctx: PassContext) -> Lowered: ...
 
+    def cost_table(self, program: Program, config: CompileConfig) -> str | None:
+        """Name of the cost table this target's energy is priced with (None: no estimate)."""
+        return self.cost_tables.get(config.quantize, self.cost_tables.get("default"))
+
     def estimate_energy(
-        self, program: Program, data: Dataset | None, config: CompileConfig
+        self,
+        program: Program,
+        data: Dataset | None,
+        config: CompileConfig,
+        *,
+        samples: int | None = None,
+        weight_bits: int | None = None,
     ) -> dict[str, Any] | None:
-        """Energy section of the report, or None where the target has no estimator yet."""
-        return None
+        """Energy section of the report (docs/report-schema.md), or None without a cost table.
+
+        Counting is core (:mod:`edgec.energy`); the target only names its table. ``samples`` inputs
+        of ``data`` feed the activity counts (SOPs, spikes); ``weight_bits`` overrides the width.
+        """
+        table = self.cost_table(program, config)
+        if table is None:
+            return None
+        from edgec.energy.analyze import DEFAULT_SAMPLES, energy_section, target_comparison
+
+        return energy_section(
+            program,
+            data,
+            table=table,
+            target=self.name,
+            samples=samples or DEFAULT_SAMPLES,
+            weight_bits=weight_bits,
+            comparison=target_comparison(program, config),
+        )
 
     @abstractmethod
     def session(
