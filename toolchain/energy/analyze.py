@@ -112,7 +112,7 @@ def count_program(
     types = neuron_types()
     with _eval_mode(module):
         x1 = _first_sample(program, data)
-        with torch.inference_mode():
+        with torch.no_grad():  # inside a caller's torch.inference_mode the fused paths run: same counts
             trace = trace_counts(
                 module, lambda: run_model(program, x1), neuron_types=types, module_hooks=not scripted
             )

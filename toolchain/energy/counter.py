@@ -184,39 +184,162 @@ def _module_item(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], ou
 
 
 # ---- functional (ATen) rules ------------------------------------------------------------------------
-def _aten_item(name: str, args: tuple[Any, ...], out: Any) -> tuple[str, _Item] | None:
+# Under torch.inference_mode (and in TorchScript) composite ops such as ``linear``, ``matmul`` or
+# ``conv2d`` reach the dispatch mode undecomposed; with autograd on they arrive as ``addmm``,
+# ``bmm``, ``convolution``. Both levels are handled; the mode never sees both for one call.
+_CONV_OPS = {"convolution", "_convolution", "conv1d", "conv2d", "conv3d"}
+_CONVT_OPS = {"conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
+_SDPA_OPS = {
+    "scaled_dot_product_attention",
+    "_scaled_dot_product_attention_math",
+    "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention",
+}
+_ELEMENTWISE_OPS = {
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "rsub",
+    "addcmul",
+    "addcdiv",
+    "where",
+    "maximum",
+    "minimum",
+    "exp",
+    "log",
+    "sqrt",
+    "rsqrt",
+    "pow",
+    "neg",
+    "abs",
+    "reciprocal",
+}
+_ACT_OPS = {
+    "relu",
+    "relu6",
+    "gelu",
+    "silu",
+    "sigmoid",
+    "tanh",
+    "hardswish",
+    "hardsigmoid",
+    "hardtanh",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "mish",
+    "softplus",
+    "clamp",
+    "clamp_min",
+    "clamp_max",
+    "threshold",
+    "prelu",
+    "_prelu_kernel",
+}
+_SOFTMAX_OPS = {"_softmax", "softmax", "_log_softmax", "log_softmax", "_safe_softmax"}
+_NORM5_OPS = {
+    "layer_norm",
+    "native_layer_norm",
+    "group_norm",
+    "native_group_norm",
+    "instance_norm",
+    "rms_norm",
+    "_fused_rms_norm",
+}
+_BN_OPS = {
+    "batch_norm",
+    "_batch_norm_impl_index",
+    "native_batch_norm",
+    "_native_batch_norm_legit",
+    "_native_batch_norm_legit_no_training",
+}
+_POOL_K_OPS = {
+    "max_pool1d",
+    "max_pool2d",
+    "max_pool3d",
+    "max_pool2d_with_indices",
+    "max_pool3d_with_indices",
+    "avg_pool1d",
+    "avg_pool2d",
+    "avg_pool3d",
+}
+_POOL_IN_OPS = {
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d",
+    "_adaptive_avg_pool2d",
+    "_adaptive_avg_pool3d",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool3d",
+    "mean",
+}
+
+
+def _einsum_macs(equation: str, operands: list[torch.Tensor]) -> int:
+    """MACs of an einsum contracted left to right, pairwise: product of the sizes of every index
+    of each pair (the indices kept afterwards are those used by later operands or the output)."""
+    lhs, _, out_spec = equation.replace(" ", "").partition("->")
+    specs = lhs.split(",")
+    if len(specs) != len(operands) or "." in equation or len(operands) < 2:
+        return 0
+    sizes: dict[str, int] = {}
+    for spec, op in zip(specs, operands, strict=True):
+        for letter, n in zip(spec, op.shape, strict=False):
+            sizes[letter] = max(sizes.get(letter, 1), int(n))
+    if not out_spec and "->" not in equation:
+        out_spec = "".join(sorted(c for c in set(lhs) - {","} if lhs.count(c) == 1))
+    macs, cur = 0, specs[0]
+    for i, spec in enumerate(specs[1:], start=1):
+        later = set(out_spec).union(*specs[i + 1 :]) if i + 1 < len(specs) else set(out_spec)
+        letters = set(cur) | set(spec)
+        macs += _prod(sizes[c] for c in letters)
+        cur = "".join(c for c in letters if c in later)
+    return macs
+
+
+def _aten_item(
+    name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+) -> tuple[str, _Item] | None:
     """Counts of one ATen op executed outside any analytic module: (category, counts) or None."""
     outs = _tensors(out)
     y = outs[0] if outs else None
     item = _Item()
-    if name in ("mm", "addmm", "_addmm_activation"):
-        a, b = (args[1], args[2]) if name != "mm" else (args[0], args[1])
-        item.macs = a.shape[0] * a.shape[1] * b.shape[1]
-        if name != "mm" and y is not None:
+    if name in ("mm", "addmm", "_addmm_activation", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot"):
+        first = 1 if name.startswith("add") or name == "baddbmm" else 0
+        a = args[first]
+        if y is not None:
+            k = a.shape[-1] if a.dim() else 1
+            reduced = y.numel() * (a.shape[0] if name == "addbmm" else 1)
+            item.macs = int(reduced * k)
+            if first and name != "addbmm":
+                item.add_other("bias", y.numel())
+        return "matmul", item
+    if name in ("matmul", "linear") and y is not None:
+        a, b = args[0], args[1]
+        k = a.shape[-1] if a.dim() else 1
+        item.macs = int(y.numel() * k)
+        bias = args[2] if len(args) > 2 else kwargs.get("bias")
+        if name == "linear" and isinstance(bias, torch.Tensor):
             item.add_other("bias", y.numel())
+        del b
         return "matmul", item
-    if name in ("bmm", "baddbmm"):
-        a, b = (args[1], args[2]) if name == "baddbmm" else (args[0], args[1])
-        item.macs = a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
-        if name == "baddbmm" and y is not None:
-            item.add_other("elementwise", y.numel())
+    if name == "einsum":
+        ops = args[1] if len(args) > 1 else kwargs.get("tensors", [])
+        item.macs = _einsum_macs(str(args[0]), list(ops))
         return "matmul", item
-    if name == "mv":
-        item.macs = args[0].numel()
-        return "matmul", item
-    if name == "dot":
-        item.macs = args[0].numel()
-        return "matmul", item
-    if name == "convolution" and y is not None:
-        x, w, bias, transposed = args[0], args[1], args[2], args[6]
+    if (name in _CONV_OPS or name in _CONVT_OPS) and y is not None:
+        x, w = args[0], args[1]
+        bias = args[2] if len(args) > 2 else kwargs.get("bias")
+        transposed = name in _CONVT_OPS or (name in ("convolution", "_convolution") and bool(args[6]))
         item.macs = (x.numel() if transposed else y.numel()) * _prod(w.shape[1:])
-        if bias is not None:
+        if isinstance(bias, torch.Tensor):
             item.add_other("bias", y.numel())
         return "conv", item
-    if (name.startswith("_scaled_dot_product") and name.endswith("attention")) or name in (
-        "_scaled_dot_product_flash_attention_for_cpu",
-        "_scaled_dot_product_attention_math",
-    ):
+    if name in _SDPA_OPS:
         q, k, v = args[0], args[1], args[2]
         s, ek, ev = k.shape[-2], q.shape[-1], v.shape[-1]
         rows = q.numel() // ek  # B * H * L
@@ -227,48 +350,26 @@ def _aten_item(name: str, args: tuple[Any, ...], out: Any) -> tuple[str, _Item] 
     if y is None:
         return None
     base = name.rstrip("_")
-    if base in ("add", "sub", "mul", "div", "rsub", "addcmul", "addcdiv", "where", "maximum", "minimum"):
+    if base in _ELEMENTWISE_OPS:
         item.add_other("elementwise", y.numel())
         return "elementwise", item
-    if base in (
-        "relu",
-        "gelu",
-        "silu",
-        "sigmoid",
-        "tanh",
-        "hardswish",
-        "hardsigmoid",
-        "hardtanh",
-        "leaky_relu",
-        "elu",
-        "mish",
-        "softplus",
-        "clamp",
-        "clamp_min",
-        "threshold",
-    ):
+    if base in _ACT_OPS:
         item.add_other("activation", y.numel())
         return "activation", item
-    if base in ("_softmax", "softmax", "_log_softmax", "log_softmax", "_safe_softmax"):
+    if base in _SOFTMAX_OPS:
         item.add_other("softmax", 3 * y.numel())
         return "softmax", item
-    if base in ("native_layer_norm", "native_group_norm", "_fused_rms_norm"):
+    if base in _NORM5_OPS:
         item.add_other("norm", 5 * y.numel())
         return "norm", item
-    if base in ("_native_batch_norm_legit_no_training", "native_batch_norm", "_native_batch_norm_legit"):
+    if base in _BN_OPS:
         item.add_other("norm", 2 * y.numel())
         return "norm", item
-    if base in (
-        "max_pool2d_with_indices",
-        "max_pool3d_with_indices",
-        "avg_pool2d",
-        "avg_pool3d",
-        "avg_pool1d",
-    ):
-        k = args[1] if len(args) > 1 else [1]
+    if base in _POOL_K_OPS:
+        k = args[1] if len(args) > 1 else kwargs.get("kernel_size", [1])
         item.add_other("pool", y.numel() * _prod(k if isinstance(k, (list, tuple)) else [k]))
         return "pool", item
-    if base in ("_adaptive_avg_pool2d", "adaptive_max_pool2d", "_adaptive_avg_pool3d", "mean"):
+    if base in _POOL_IN_OPS:
         item.add_other("pool", args[0].numel())
         return "pool", item
     return None
@@ -380,7 +481,7 @@ class _Recorder(TorchDispatchMode):
         self.step += 1
         if self.suppress == 0:
             name = func.overloadpacket.__name__ if hasattr(func, "overloadpacket") else str(func)
-            counted = _aten_item(name, args, out)
+            counted = _aten_item(name, args, kwargs, out)
             if counted is not None:
                 category, item = counted
                 role = "matmul" if category in ("matmul", "conv", "attention") else "op"

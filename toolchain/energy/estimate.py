@@ -70,7 +70,7 @@ class Priced:
 
 
 def _r(x: float) -> float:
-    return float(f"{x:.6g}")
+    return float(x)
 
 
 def _num(x: float) -> int | float:

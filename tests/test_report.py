@@ -1,0 +1,169 @@
+"""`edgec report`: report.json schema, Markdown / HTML / terminal output, artifacts, the CI gate."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from edgec.energy.gate import compare
+from edgec.energy.measured import Measurement, attach_measurement
+from edgec.report import render_markdown
+
+
+def report_json(cli, *args: str) -> dict:
+    res = cli("report", *args, "--format", "json")
+    assert res.exit_code == 0, res.stderr
+    return json.loads(res.stdout)  # stdout is pure JSON
+
+
+@pytest.fixture(scope="module")
+def digits_fp32_report(tmp_path_factory) -> Path:
+    from typer.testing import CliRunner
+
+    from edgec.cli import app
+
+    path = tmp_path_factory.mktemp("reports") / "digits-fp32.json"
+    res = CliRunner().invoke(app, ["report", "zoo:digits-cnn", "-o", str(path)])
+    assert res.exit_code == 0, res.stderr
+    return path
+
+
+def test_json_report_schema(digits_fp32_report):
+    rep = json.loads(digits_fp32_report.read_text())
+    assert rep["schema_version"] == 1
+    assert rep["target"] == "cpu" and rep["compiled"] is False
+    energy = rep["energy"]
+    assert energy["version"] == 1
+    assert energy["headline"] == {
+        "energy_j": energy["estimate"]["total_j"],
+        "source": "estimate",
+        "table": "cmos45-fp32@1",
+        "complete": True,
+    }
+    assert energy["estimate"]["kind"] == "estimate"
+    assert any("Horowitz" in c for c in energy["table"]["citations"])
+    layers = energy["layers"]
+    for row in layers:
+        for key in ("name", "type", "macs", "sops", "params", "weight_bits", "param_bytes", "energy"):
+            assert key in row, key
+        assert row["energy"]["total_pj"] == pytest.approx(
+            row["energy"]["compute_pj"] + row["energy"]["memory_pj"]
+        )
+    totals = energy["totals"]
+    assert (
+        totals["macs"] == sum(r["macs"] for r in layers) == 337_536
+    )  # 8x8x(16x9) + 8x8x(32x144) + 512x64 + 64x10
+    assert totals["params"] == sum(r["params"] for r in layers) == 38_330
+    assert totals["param_bytes"] == 4 * 38_330
+    assert sum(r["energy"]["total_pj"] for r in layers) * 1e-12 == pytest.approx(
+        energy["estimate"]["total_j"]
+    )
+    assert energy["workload"]["samples"] == 32 and energy["workload"]["data"] == "builtin:digits:train"
+    densities = [r["output_density"] for r in layers if r["type"] == "ReLU"]
+    assert len(densities) == 3 and all(0 < d < 1 for d in densities)  # measured on real digits
+
+
+def test_int8_table_prices_less_and_stores_a_quarter(cli, digits_fp32_report):
+    fp32 = json.loads(digits_fp32_report.read_text())["energy"]
+    int8 = report_json(cli, "zoo:digits-cnn", "--quantize", "int8")["energy"]
+    assert int8["headline"]["table"] == "cmos45-int8@1"
+    assert int8["totals"]["macs"] == fp32["totals"]["macs"]
+    weights = sum(r["weight_params"] for r in int8["layers"])
+    others = int8["totals"]["params"] - weights
+    assert int8["totals"]["param_bytes"] == weights + 4 * others  # int8 weights, int32 biases
+    assert int8["headline"]["energy_j"] < fp32["headline"]["energy_j"] / 3
+    # the comparison prices the same counts with every target's tables
+    labels = {c["table"]: c for c in fp32["comparison"]}
+    assert labels["cmos45-int8@1"]["energy_j"] == pytest.approx(int8["headline"]["energy_j"])
+
+
+def test_markdown_and_terminal_output(cli, tmp_path):
+    md = tmp_path / "r.md"
+    res = cli("report", "zoo:digits-cnn", "-o", md)
+    assert res.exit_code == 0, res.stderr
+    text = md.read_text()
+    assert text.startswith("# edgec report: digits-cnn -> cpu")
+    assert "## Energy:" in text and "estimate (table cmos45-fp32@1)" in text
+    assert "| `classifier.1` | Linear |" in text
+    assert "Horowitz" in text
+    res = cli("report", "zoo:digits-cnn")
+    assert res.exit_code == 0, res.stderr
+    assert "per inference" in res.stdout and "classifier.1" in res.stdout and "cmos45-fp32@1" in res.stdout
+    res = cli("report", "zoo:digits-cnn", "-o", tmp_path / "r.txt")
+    assert res.exit_code == 2 and "--format" in res.stderr
+
+
+def test_html_is_self_contained_with_three_charts(cli, tmp_path):
+    out = tmp_path / "r.html"
+    res = cli("report", "zoo:digits-cnn", "-o", out)
+    assert res.exit_code == 0, res.stderr
+    html = out.read_text()
+    assert "<script" not in html and "<link" not in html and "<img" not in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    for chart in ("chart-energy", "chart-rate", "chart-compare"):
+        svg = re.search(rf'<svg id="{chart}".*?</svg>', html, re.S)
+        assert svg is not None, chart
+        assert svg.group(0).count('class="bar"') >= 2, chart
+    assert "Activation density" in html  # an ANN has no spikes: labelled as its counterpart
+
+
+def test_report_of_compiled_artifact(digits_int8, cli):
+    for name in ("report.json", "report.md", "report.html"):
+        assert (digits_int8 / name).is_file(), name
+    stored = json.loads((digits_int8 / "report.json").read_text())
+    assert stored["energy"]["headline"]["table"] == "cmos45-int8@1"
+    res = cli("report", digits_int8, "--format", "md")
+    assert res.exit_code == 0, res.stderr
+    assert "cmos45-int8@1" in res.stdout and "## Files" in res.stdout
+    rendered = report_json(cli, str(digits_int8))
+    assert rendered["energy"]["totals"] == stored["energy"]["totals"]
+
+
+def test_gate_passes_against_itself_and_fails_on_growth(cli, tmp_path, digits_fp32_report):
+    res = cli("report", "zoo:digits-cnn", "--baseline", digits_fp32_report, "--max-increase", "5%")
+    assert res.exit_code == 0, res.stderr
+    # a baseline with 8-bit weights: the fp32 model stores ~3.9x the bytes and spends more energy
+    small = tmp_path / "int8-weights.json"
+    assert cli("report", "zoo:digits-cnn", "--weight-bits", "8", "-o", small).exit_code == 0
+    md = tmp_path / "gate.md"
+    res = cli("report", "zoo:digits-cnn", "--baseline", small, "--max-increase", "5%", "-o", md)
+    assert res.exit_code == 6, res.stderr
+    assert "regression gate failed" in res.stderr
+    assert "param_bytes" in res.stderr and "energy_j" in res.stderr
+    assert "macs" not in re.findall(r"(\w+) \+", res.stderr)  # unchanged metrics are not listed
+    text = md.read_text()  # the Markdown for the CI comment is written even when the gate fails
+    assert "## Regression gate: FAILED" in text and "**regressed**" in text
+    res = cli("report", "zoo:digits-cnn", "--baseline", small, "--max-increase", "400%")
+    assert res.exit_code == 0, res.stderr
+
+
+def test_gate_usage_errors(cli, tmp_path, digits_fp32_report):
+    res = cli("report", "zoo:digits-cnn", "--baseline", tmp_path / "missing.json")
+    assert res.exit_code == 2 and "does not exist" in res.stderr
+    res = cli("report", "zoo:digits-cnn", "--baseline", digits_fp32_report, "--max-increase", "five")
+    assert res.exit_code == 2 and "percentage" in res.stderr
+    other = json.loads(digits_fp32_report.read_text())
+    other["target"] = "loihi"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    res = cli("report", "zoo:digits-cnn", "--baseline", tmp_path / "other.json")
+    assert res.exit_code == 2 and "same target" in res.stderr
+
+
+def test_measured_energy_replaces_the_estimate(digits_fp32_report):
+    rep = json.loads(digits_fp32_report.read_text())
+    measured = dict(rep)
+    measured["energy"] = attach_measurement(
+        rep["energy"],
+        Measurement(energy_j=2.5e-6, method="tegrastats VDD_IN over 1000 runs", device="Orin Nano"),
+    )
+    assert measured["energy"]["headline"]["source"] == "measured"
+    assert measured["energy"]["estimate"] == rep["energy"]["estimate"]  # the estimate stays, beside it
+    text = render_markdown(measured)
+    assert "2.5 µJ per inference, measured (tegrastats VDD_IN over 1000 runs, Orin Nano)" in text
+    gate = compare(measured, rep, max_increase=0.05)
+    assert "energy_j" not in [d.metric for d in gate.deltas]  # measured vs estimate is not compared
+    assert any("energy not compared" in n for n in gate.notes)
+    assert gate.passed
