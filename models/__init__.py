@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
-    from edgec.program import Program, SourceInfo
     from torch import nn
+
+    from edgec.program import Program, SourceInfo
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class ZooEntry:
         example_input: torch.Tensor | None = None,
     ) -> Program:
         import torch
+
         from edgec.program import Program, SourceInfo
 
         if example_input is None:
@@ -75,6 +77,28 @@ ZOO: dict[str, ZooEntry] = {
             (1, 8, 8),
             "small CNN trained on builtin:digits (the demo default)",
             weights="digits-cnn.pt",
+            dataset="builtin:digits",
+        ),
+        ZooEntry(
+            "digits-snn-mlp",
+            "edgec.models.snn:SpikingMLP",
+            (1, 8, 8),
+            "spiking MLP 64-128-10 (CUBA LIF) on builtin:digits, rate-coded input; maps to Loihi 2",
+            kind="snn",
+            timesteps=16,
+            encoder={"kind": "rate", "gain": 1.0, "seed": 0},
+            weights="digits-snn-mlp.pt",
+            dataset="builtin:digits",
+        ),
+        ZooEntry(
+            "digits-snn-cnn",
+            "edgec.models.snn:SpikingCNN",
+            (1, 8, 8),
+            "spiking CNN (2 conv + FC, CUBA LIF) on builtin:digits, rate-coded input; maps to Loihi 2",
+            kind="snn",
+            timesteps=16,
+            encoder={"kind": "rate", "gain": 1.0, "seed": 0},
+            weights="digits-snn-cnn.pt",
             dataset="builtin:digits",
         ),
         ZooEntry(

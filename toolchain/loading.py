@@ -189,6 +189,11 @@ def load_program(
         )
     if input_shape is not None and tuple(program.example_input.shape) != tuple(input_shape):
         program = program.replace(example_input=_example(input_shape))
+    if program.kind == "ann":
+        from edgec.snn import is_spiking, snn_defaults
+
+        if is_spiking(program.module):  # built from edgec.snn layers: a time-major SNN
+            program = program.replace(**snn_defaults(program.module))
     if timesteps is not None:
         program = program.replace(timesteps=timesteps)
     validate_program(program)

@@ -1,29 +1,60 @@
 """Spiking-network vocabulary shared by the core, the zoo and the targets.
 
-Time-major convention: a spiking module maps ``[T, B, *features] -> [T, B, *out]``. Raw input
-``[B, *features]`` becomes that tensor through an *encoder* recorded in the program (and in every
-artifact), so the host-side encoding that Loihi needs is explicit:
+Time-major convention
+---------------------
+A spiking module maps ``[T, B, *features] -> [T, B, *out]``. Raw input ``[B, *features]`` becomes
+that tensor through an *encoder* recorded in the program (and in every artifact), so the host-side
+encoding that Loihi needs is explicit:
 
 * ``direct``  : the real-valued input repeated for T steps (CPU only, or graded spikes);
-* ``rate``    : Bernoulli spikes with probability ``clip(gain * x, 0, 1)``, seeded (reproducible);
+* ``rate``    : Bernoulli spikes, ``s[t] = 1`` where ``U[t] < clip(gain * x, 0, 1)``. The uniform
+  noise ``U`` (shape ``[T, *features]``) is drawn once from ``seed`` and shared by every sample, so
+  a sample's spikes do not depend on the batch it is in (reproducible on every target);
 * ``latency`` : one spike per input at step ``round((1 - x) * (T - 1))`` for ``x > threshold``.
+
+Layers
+------
+Synapses are standard modules, so hooks (energy counting, quantization) see them as such:
+``nn.Linear`` works on ``[T, B, F]`` directly; ``nn.Conv2d`` and other per-step modules are wrapped
+in :class:`TimeDistributed`, which folds time into the batch (the wrapped ``nn.Conv2d`` receives
+``[T*B, C, H, W]``). ``nn.Flatten(start_dim=2)`` flattens the features of a time-major tensor.
+
+:class:`CubaLIF` is the current-based leaky integrate-and-fire neuron with Loihi's semantics. With
+synaptic input ``x[t]`` (the synapse output at step t)::
+
+    u[t] = (1 - du) * u[t-1] + x[t]                  current, decay du in [0, 1]
+    v[t] = (1 - dv) * v[t-1] + u[t] + b              voltage, decay dv in [0, 1], bias b
+    s[t] = 1 if v[t] > threshold else 0              strictly greater, as on Loihi
+    v[t] = 0 where s[t] = 1                          reset to zero
+
+This is Lava's ``LIF`` process (``floating_pt``); the Loihi target maps it to the 12-bit decays,
+17-bit threshold mantissa and 24-bit state of the ``fixed_pt`` model (docs/loihi.md). Training uses
+a surrogate gradient (:class:`SpikeFunction`): the forward pass is the Heaviside step above, the
+backward pass the fast-sigmoid derivative ``1 / (1 + slope * |v - threshold| / threshold)**2``
+(SuperSpike, Zenke & Ganguli 2018).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
+import torch
+from torch import nn
+
 if TYPE_CHECKING:
-    import torch
     from edgec.program import Program
 
+log = logging.getLogger(__name__)
+
 ENCODERS = ("direct", "rate", "latency")
+DEFAULT_TIMESTEPS = 16
+DEFAULT_ENCODER: dict[str, Any] = {"kind": "rate", "gain": 1.0, "seed": 0}
 
 
+# ---- encoders -----------------------------------------------------------------------------------
 def encode(x: torch.Tensor, timesteps: int, encoder: dict[str, Any] | None) -> torch.Tensor:
     """Raw input ``[B, ...]`` -> ``[T, B, ...]`` following ``encoder`` (see the module docstring)."""
-    import torch
-
     spec = encoder or {"kind": "direct"}
     kind = spec.get("kind", "direct")
     if kind == "direct":
@@ -31,14 +62,19 @@ def encode(x: torch.Tensor, timesteps: int, encoder: dict[str, Any] | None) -> t
     if kind == "rate":
         gen = torch.Generator().manual_seed(int(spec.get("seed", 0)))
         p = (float(spec.get("gain", 1.0)) * x).clamp(0.0, 1.0)
-        u = torch.rand((timesteps, *x.shape), generator=gen)
-        return (u < p.unsqueeze(0)).to(x.dtype)
+        u = torch.rand((timesteps, *x.shape[1:]), generator=gen, dtype=torch.float32)
+        return (u.unsqueeze(1) < p.unsqueeze(0)).to(x.dtype)
     if kind == "latency":
         thr = float(spec.get("threshold", 0.0))
         step = torch.round((1.0 - x.clamp(0.0, 1.0)) * (timesteps - 1)).long()
         t = torch.arange(timesteps).reshape(timesteps, *([1] * x.dim()))
         return ((t == step.unsqueeze(0)) & (x.unsqueeze(0) > thr)).to(x.dtype)
     raise ValueError(f"unknown encoder kind {kind!r}; expected one of {ENCODERS}")
+
+
+def is_binary_encoder(encoder: dict[str, Any] | None) -> bool:
+    """Whether the encoder emits binary spikes (what a Loihi artifact takes)."""
+    return (encoder or {}).get("kind", "direct") in ("rate", "latency")
 
 
 def run_model(program: Program, x: torch.Tensor) -> torch.Tensor:
@@ -52,3 +88,157 @@ def predict(program: Program, x: torch.Tensor) -> torch.Tensor:
     """Class scores ``[B, C]``: an ANN's output, or an SNN's output spikes summed over time."""
     out = run_model(program, x)
     return out.sum(0) if program.kind == "snn" else out
+
+
+# ---- surrogate gradient ------------------------------------------------------------------------
+class SpikeFunction(torch.autograd.Function):
+    """Heaviside ``x > 0`` forward; fast-sigmoid surrogate ``1 / (1 + slope * |x|)**2`` backward.
+
+    ``x`` is the threshold-normalised distance ``(v - threshold) / threshold``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, slope: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.slope = slope
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, *grad_outputs: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        grad = grad_outputs[0] / (1.0 + ctx.slope * x.abs()) ** 2
+        return grad, None
+
+
+def spike(x: torch.Tensor, slope: float = 10.0) -> torch.Tensor:
+    out: torch.Tensor = SpikeFunction.apply(x, slope)
+    return out
+
+
+# ---- layers ------------------------------------------------------------------------------------
+class CubaLIF(nn.Module):
+    """Current-based LIF neuron with Loihi semantics over time-major input (module docstring).
+
+    Args:
+        features: neurons (``Linear`` output) or channels (``Conv2d`` output); needed only with
+            ``bias=True`` (one bias per neuron, or per channel shared over the spatial positions).
+        du: current decay per step, in [0, 1] (0: no decay; 1: the current is this step's input).
+        dv: voltage decay per step, in [0, 1].
+        threshold: spike when ``v > threshold`` (> 0).
+        bias: learn a bias added to the voltage every step (Loihi's ``bias_mant``).
+        slope: steepness of the surrogate gradient.
+        detach_reset: do not backpropagate through the reset (common practice; stabler training).
+
+    Decays and the threshold are per-layer scalars, as netx stores them.
+    """
+
+    is_spiking_neuron = True
+
+    du: torch.Tensor
+    dv: torch.Tensor
+    threshold: torch.Tensor
+
+    def __init__(
+        self,
+        features: int | None = None,
+        *,
+        du: float = 0.5,
+        dv: float = 0.25,
+        threshold: float = 1.0,
+        bias: bool = False,
+        slope: float = 10.0,
+        detach_reset: bool = True,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= du <= 1.0 or not 0.0 <= dv <= 1.0:
+            raise ValueError(f"CubaLIF decays must lie in [0, 1], got du={du}, dv={dv}")
+        if not threshold > 0.0:
+            raise ValueError(f"CubaLIF threshold must be > 0, got {threshold}")
+        if bias and features is None:
+            raise ValueError("CubaLIF(bias=True) needs `features` (neurons or channels)")
+        self.features = features
+        self.register_buffer("du", torch.tensor(float(du)))
+        self.register_buffer("dv", torch.tensor(float(dv)))
+        self.register_buffer("threshold", torch.tensor(float(threshold)))
+        self.bias = nn.Parameter(torch.zeros(features)) if bias and features is not None else None
+        self.slope = slope
+        self.detach_reset = detach_reset
+
+    def extra_repr(self) -> str:
+        return (
+            f"features={self.features}, du={float(self.du):g}, dv={float(self.dv):g}, "
+            f"threshold={float(self.threshold):g}, bias={self.bias is not None}"
+        )
+
+    def _bias(self, x: torch.Tensor) -> torch.Tensor | float:
+        if self.bias is None:
+            return 0.0
+        if x.dim() > 3:  # [T, B, C, *spatial]: one bias per channel
+            return self.bias.reshape(-1, *([1] * (x.dim() - 3)))
+        return self.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Synaptic input ``[T, B, ...]`` -> spikes ``[T, B, ...]`` (0/1, same dtype)."""
+        if x.dim() < 2:
+            raise ValueError(f"CubaLIF takes time-major input [T, B, ...], got shape {tuple(x.shape)}")
+        bias = self._bias(x)
+        keep_u, keep_v = 1.0 - self.du, 1.0 - self.dv
+        u = torch.zeros_like(x[0])
+        v = torch.zeros_like(x[0])
+        out = []
+        for t in range(x.shape[0]):
+            u = keep_u * u + x[t]
+            v = keep_v * v + u + bias
+            s = spike((v - self.threshold) / self.threshold, self.slope)
+            v = v * (1.0 - (s.detach() if self.detach_reset else s))
+            out.append(s)
+        return torch.stack(out)
+
+
+class TimeDistributed(nn.Module):
+    """Apply a per-step module (e.g. ``nn.Conv2d``) to every step of ``[T, B, ...]`` at once.
+
+    Time is folded into the batch: the wrapped module receives ``[T*B, ...]``.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t, b = x.shape[0], x.shape[1]
+        y = self.module(x.reshape(t * b, *x.shape[2:]))
+        return y.reshape(t, b, *y.shape[1:])
+
+
+#: neuron classes of the vocabulary (targets and the energy counter look them up here)
+NEURON_TYPES: tuple[type[nn.Module], ...] = (CubaLIF,)
+
+
+def is_spiking_neuron(module: nn.Module) -> bool:
+    """A spiking neuron layer: ours, or any class that declares ``is_spiking_neuron = True``."""
+    return isinstance(module, NEURON_TYPES) or bool(getattr(type(module), "is_spiking_neuron", False))
+
+
+def is_spiking(module: nn.Module) -> bool:
+    """Whether ``module`` contains spiking neurons (then it runs time-major, as an SNN)."""
+    return any(is_spiking_neuron(m) for m in module.modules())
+
+
+def snn_defaults(module: nn.Module) -> dict[str, Any]:
+    """Timesteps and encoder of a spiking module that came without a zoo entry.
+
+    A model may declare them as attributes ``timesteps`` and ``encoder`` (a dict as in
+    :func:`encode`); otherwise :data:`DEFAULT_TIMESTEPS` steps and :data:`DEFAULT_ENCODER`.
+    """
+    timesteps = getattr(module, "timesteps", None)
+    encoder = getattr(module, "encoder", None)
+    if not isinstance(timesteps, int) or timesteps < 1:
+        log.info(
+            "spiking model without a `timesteps` attribute: using %d (override with --timesteps)",
+            DEFAULT_TIMESTEPS,
+        )
+        timesteps = DEFAULT_TIMESTEPS
+    if not isinstance(encoder, dict) or encoder.get("kind") not in ENCODERS:
+        encoder = dict(DEFAULT_ENCODER)
+    return {"kind": "snn", "timesteps": timesteps, "encoder": encoder}
