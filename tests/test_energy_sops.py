@@ -166,3 +166,71 @@ def test_real_valued_input_counts_as_effective_macs_and_spikes_as_acs():
     expected_pj = 4.6 * enc["exact"] + 0.9 * fc["exact"]
     priced = section["estimate"]["parts_j"]
     assert priced["synaptic_macs"] + priced["synaptic_acs"] == pytest.approx(expected_pj * 1e-12)
+
+
+def _zoo_snns() -> list[str]:
+    from edgec.loading import zoo
+
+    return sorted(name for name, entry in zoo().items() if entry.kind == "snn")
+
+
+@pytest.mark.parametrize("name", _zoo_snns())
+def test_zoo_snn_sops_equal_binarized_convolution(name: str):
+    """Every synapse of the trained zoo SNNs, on real digits: the report's exact SOPs equal
+    conv2d((x != 0), (w != 0)) / (x != 0) @ (w != 0)^T summed over the run, computed here from the
+    synapses' recorded inputs; spikes equal the neurons' recorded output spikes."""
+    import torch.nn.functional as F
+
+    from edgec.data import open_dataset
+    from edgec.loading import load_program
+    from edgec.snn import is_spiking_neuron, run_model
+
+    program = load_program(f"zoo:{name}")
+    data = open_dataset("builtin:digits:holdout")
+    n = 40
+    counts = count_program(program, data, samples=n)
+    rows = {r.name: r for r in counts.layers}
+
+    inputs: dict[str, list[torch.Tensor]] = {}
+    spikes: dict[str, int] = {}
+    handles = []
+    for mod_name, m in program.module.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            handles.append(
+                m.register_forward_pre_hook(lambda m, a, k=mod_name: inputs.setdefault(k, []).append(a[0]))
+            )
+        elif is_spiking_neuron(m):
+            handles.append(
+                m.register_forward_hook(
+                    lambda m, a, out, k=mod_name: spikes.__setitem__(k, spikes.get(k, 0) + int(out.sum()))
+                )
+            )
+    x, _ = data.arrays(n)
+    with torch.no_grad():
+        run_model(program, torch.from_numpy(x))
+    for h in handles:
+        h.remove()
+
+    modules = dict(program.module.named_modules())
+    assert inputs, "the zoo SNN has synapses"
+    total = 0
+    for mod_name, xs in inputs.items():
+        m = modules[mod_name]
+        wb = (m.weight != 0).double()
+        expected = 0
+        for xin in xs:
+            xb = (xin != 0).double()
+            if isinstance(m, nn.Conv2d):
+                out = F.conv2d(xb, wb, None, m.stride, m.padding, m.dilation, m.groups)
+            else:
+                out = xb @ wb.T
+            expected += int(out.sum().item())
+        row = rows[mod_name]
+        assert row.sops is not None
+        assert row.sops.exact_run == expected, mod_name
+        assert row.sops.exact == pytest.approx(expected / n)
+        total += expected
+    assert counts.sop_total("exact_run") == total
+    assert spikes and all(rows[k].spikes == pytest.approx(v / n) for k, v in spikes.items())
+    # binary (rate-encoded) input everywhere: every synaptic operation is an accumulate
+    assert counts.sop_total("effective_macs") == 0

@@ -487,9 +487,11 @@ def render_terminal(
     ]
     for col in cols:
         if col == "layer":
-            lt.add_column(col, overflow="fold", min_width=12)
+            lt.add_column(col, overflow="fold", ratio=3, min_width=12)
+        elif col == "type":
+            lt.add_column(col, overflow="ellipsis", no_wrap=True, ratio=1, max_width=12)
         else:
-            lt.add_column(col, justify="left" if col == "type" else "right", no_wrap=True)
+            lt.add_column(col, justify="right", no_wrap=True)
     for r in sorted(rows, key=lambda r: -r["energy_pj"])[:top]:
         activity = (
             [

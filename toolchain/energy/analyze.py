@@ -57,6 +57,16 @@ def neuron_types() -> tuple[type[nn.Module], ...]:
     )
 
 
+def _model_input(program: Program, x: torch.Tensor) -> torch.Tensor:
+    """What the module itself receives: an SNN's encoded ``[T, B, ...]`` spikes (encoding runs on the
+    host, outside the counted network), an ANN's raw input."""
+    if program.kind != "snn":
+        return x
+    from edgec.snn import encode
+
+    return encode(x, program.timesteps, program.encoder)
+
+
 @contextlib.contextmanager
 def _eval_mode(module: nn.Module) -> Iterator[None]:
     """Count in inference mode (eval), restoring the module's mode afterwards.
@@ -103,18 +113,22 @@ def count_program(
     Without data the program's example input is used (for an ANN every count but the activation
     density is analytic and does not depend on it).
     """
-    from edgec.snn import run_model
 
     if samples < 1:
         raise UsageError(f"--samples must be >= 1, got {samples}")
     module = program.module
     scripted = isinstance(module, torch.jit.ScriptModule)
-    types = neuron_types()
+    types = neuron_types() + tuple(
+        {type(m) for m in module.modules() if getattr(type(m), "is_spiking_neuron", False)}
+    )
     with _eval_mode(module):
-        x1 = _first_sample(program, data)
+        x1 = _model_input(program, _first_sample(program, data))
         with torch.no_grad():  # inside a caller's torch.inference_mode the fused paths run: same counts
             trace = trace_counts(
-                module, lambda: run_model(program, x1), neuron_types=types, module_hooks=not scripted
+                module,
+                lambda: module(x1),
+                neuron_types=types,
+                module_hooks=not scripted,
             )
         if scripted:  # TorchScript modules take no Python hooks: no per-layer activity
             activity = Activity(0, {}, {}, {})
@@ -124,7 +138,7 @@ def count_program(
             activity = measure_activity(
                 module,
                 _batches(program, data, samples),
-                lambda xb: run_model(program, xb),
+                lambda xb: module(_model_input(program, xb)),
                 neuron_types=types,
                 synapses_too=program.kind == "snn",
             )

@@ -495,8 +495,10 @@ def _role(m: nn.Module, neuron_types: tuple[type[nn.Module], ...]) -> str:
         return "neuron"
     if isinstance(m, nn.MultiheadAttention):
         return "attention"
+    if isinstance(m, nn.Linear):
+        return "linear"
     if is_synapse(m):
-        return "synapse"
+        return "conv"
     return "op"
 
 

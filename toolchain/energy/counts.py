@@ -66,7 +66,7 @@ class LayerCounts:
 
     name: str
     type: str
-    role: str  # "synapse" | "attention" | "matmul" | "neuron" | "op" | "params"
+    role: str  # "conv" | "linear" | "attention" | "matmul" | "neuron" | "op" | "params"
     calls: int = 0  # forward calls in one inference (T for a synapse applied per step)
     macs: int = 0  # dense MACs per inference (analytic)
     macs_detail: dict[str, int] = field(default_factory=dict)  # e.g. attention projections / qk / av
