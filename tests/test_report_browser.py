@@ -85,7 +85,7 @@ def color_pixels(image, color: str, tol: int = 12) -> int:
     )
 
 
-@pytest.mark.parametrize("model", ["zoo:digits-cnn", "zoo:resnet20"])
+@pytest.mark.parametrize("model", ["zoo:digits-cnn", "zoo:resnet20", "zoo:digits-snn-cnn"])
 def test_html_report_renders_with_charts(cli, tmp_path, model):
     from PIL import Image
 

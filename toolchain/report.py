@@ -89,6 +89,12 @@ def build_report(
             f"target '{tgt.name}' has no energy cost table yet",
             hint="see `edgec targets`; a target declares its tables in Target.cost_tables",
         )
+    violations = tgt.check(program, config)
+    if violations:
+        energy["notes"].append(
+            f"target '{tgt.name}' cannot compile this model as it is ({len(violations)} violation(s), "
+            f"e.g. {violations[0].layer}: {violations[0].rule}); `edgec check` lists them"
+        )
     from edgec import __version__
     from edgec.artifact import SCHEMA_VERSION
 
@@ -101,6 +107,7 @@ def build_report(
         "program": program.describe(),
         "config": config.to_dict(),
         "passes": [r.to_dict() for r in program.history],
+        "check": {"ok": not violations, "violations": [v.to_dict() for v in violations]},
         "energy": energy,
     }
 
