@@ -494,7 +494,7 @@ def render_terminal(
     ]
     for col in cols:
         if col == "layer":
-            lt.add_column(col, overflow="fold", ratio=3, min_width=12)
+            lt.add_column(col, overflow="fold", ratio=3, min_width=20)
         elif col == "type":
             lt.add_column(col, overflow="ellipsis", no_wrap=True, ratio=1, max_width=12)
         else:

@@ -130,10 +130,13 @@ def count_program(
                 neuron_types=types,
                 module_hooks=not scripted,
             )
-        if scripted:  # TorchScript modules take no Python hooks: no per-layer activity
-            activity = Activity(0, {}, {}, {})
-            for xb in _batches(program, data, samples):
-                activity.samples += int(xb.shape[0])
+        if scripted or (data is None and program.kind == "ann"):
+            # TorchScript modules take no Python hooks: no per-layer activity. An ANN without data:
+            # nothing but the activation density depends on the input, and the trace measured it.
+            activity = Activity(1 if not scripted else 0, {}, {}, {})
+            if scripted:
+                for xb in _batches(program, data, samples):
+                    activity.samples += int(xb.shape[0])
         else:
             activity = measure_activity(
                 module,

@@ -388,6 +388,8 @@ class _Row:
     other: dict[str, int] = field(default_factory=dict)
     output_shape: list[int] | None = None
     output_elements: int = 0
+    nonzero_outputs: int = 0  # activation layers: for the output density of one traced inference
+    counted_outputs: int = 0
 
     def add(self, item: _Item) -> None:
         self.calls += 1
@@ -420,6 +422,7 @@ class Trace:
                 other_ops=dict(r.other),
                 output_shape=r.output_shape,
                 output_elements=r.output_elements,
+                output_density=(r.nonzero_outputs / r.counted_outputs) if r.counted_outputs else None,
             )
             for r in sorted(self.rows, key=lambda r: r.order)
         ]
@@ -545,6 +548,9 @@ def trace_counts(
                     r.output_shape = [int(d) for d in outs[0].shape]
                     if not isinstance(m, _NOOP):  # views and identities move no data
                         r.output_elements += int(outs[0].numel())
+                    if isinstance(m, _ACT):
+                        r.nonzero_outputs += int(torch.count_nonzero(outs[0]))
+                        r.counted_outputs += int(outs[0].numel())
         if isinstance(m, fused_parents):
             before = snapshots[id(m)].pop()
             if rec.analytic_calls == before:  # the fused path skipped every child's forward
