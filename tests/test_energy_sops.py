@@ -234,3 +234,46 @@ def test_zoo_snn_sops_equal_binarized_convolution(name: str):
     assert spikes and all(rows[k].spikes == pytest.approx(v / n) for k, v in spikes.items())
     # binary (rate-encoded) input everywhere: every synaptic operation is an accumulate
     assert counts.sop_total("effective_macs") == 0
+
+
+def test_loihi_table_prices_sops_neuron_updates_and_spikes():
+    """Linear(16 -> 5, all weights 1) + CubaLIF(du=dv=1, threshold 0.5) over T=3 steps, 4 active inputs:
+    every neuron gets current 4 and spikes every step. SOPs 3 * 4 * 5 = 60 (ACs), 15 neuron updates
+    (all active), 15 spikes. Loihi (Davies 2018): 23.6 pJ/SOP, 81 pJ per active update, 1.7 pJ per spike."""
+    from edgec.snn import CubaLIF
+
+    lin = nn.Linear(16, 5, bias=False)
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+    net = nn.Sequential(lin, CubaLIF(du=1.0, dv=1.0, threshold=0.5)).eval()
+    x = torch.zeros(1, 16)
+    x[0, [0, 3, 7, 12]] = 1.0
+    program = Program(module=net, example_input=x, kind="snn", timesteps=3, encoder={"kind": "direct"})
+    section = energy_section(program, None, table="loihi1-davies2018", target="loihi")
+    rows = {r["name"]: r for r in section["layers"]}
+    assert rows["0"]["sops"]["exact"] == rows["0"]["sops"]["effective_acs"] == 60
+    assert rows["1"]["spikes"] == 15 and rows["1"]["neuron_updates"] == 15
+    assert rows["1"]["active_neuron_updates"] == 15 and rows["1"]["firing_rate"] == 1.0
+    expected_pj = 23.6 * 60 + 81.0 * 15 + 1.7 * 15
+    assert section["estimate"]["total_j"] == pytest.approx(expected_pj * 1e-12)
+    assert section["estimate"]["memory_j"] == 0  # on-chip: part of the per-operation figures
+    assert section["headline"] == {
+        "energy_j": pytest.approx(expected_pj * 1e-12),
+        "source": "estimate",
+        "table": "loihi1-davies2018@1",
+        "complete": True,
+    }
+    assert any("Loihi 2" in c for c in section["table"]["caveats"])  # the assumption is stated
+    # the same counts on 45 nm CMOS fp32: E_AC per SOP, a LIF step = 2 multiplies + 2 adds
+    cmos = energy_section(program, None, table="cmos45-fp32", target="cpu")
+    assert cmos["estimate"]["compute_j"] == pytest.approx((0.9 * 60 + (2 * 3.7 + 2 * 0.9) * 15) * 1e-12)
+
+
+def test_a_table_without_a_price_says_so():
+    """The Loihi table prices no MACs: an ANN's energy on it is incomplete and says what is missing."""
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU()).eval()
+    program = Program(module=model, example_input=torch.rand(1, 8))
+    section = energy_section(program, None, table="loihi1-davies2018", target="loihi")
+    assert section["headline"]["complete"] is False
+    assert section["estimate"]["unpriced"]["mac"] == 32
+    assert any("prices no mac" in n for n in section["notes"])
