@@ -380,6 +380,9 @@ def energy_section(
     tot = totals(c, tab)
     tot["energy"] = total
     comp = []
+    variants: dict[str, int] = {}
+    for tgt_name, _, _ in comparison or []:
+        variants[tgt_name] = variants.get(tgt_name, 0) + 1
     for tgt_name, variant, table_name in comparison or []:
         other = get_table(table_name)
         oc, _, ototal = priced_copy(
@@ -389,7 +392,7 @@ def energy_section(
             {
                 "target": tgt_name,
                 "variant": variant,
-                "label": f"{tgt_name} ({other.precision})",
+                "label": f"{tgt_name} ({other.precision})" if variants[tgt_name] > 1 else tgt_name,
                 "table": other.ref,
                 "energy_j": ototal["total_j"] if ototal["complete"] else None,
                 "compute_j": ototal["compute_j"],
