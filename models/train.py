@@ -68,12 +68,32 @@ def train_digits_cnn() -> tuple[nn.Module, float]:
     return model, acc
 
 
-def fit_spiking(model: nn.Module, *, epochs: int, lr: float) -> float:
+class _WeightGrid(nn.Module):
+    """Fake quantization of a synapse's weights to a symmetric per-layer grid (straight-through).
+
+    ``W -> s * clip(round(W / s), -q, q)`` with ``s = max|W| / q``, ``q = 2^(bits-1) - 1``: the grid the
+    Loihi lowering keeps exactly (it detects weights already on a grid), so what is trained is what runs.
+    """
+
+    def __init__(self, bits: int) -> None:
+        super().__init__()
+        self.q = (1 << (bits - 1)) - 1
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        s = w.detach().abs().max().clamp_min(1e-12) / self.q
+        return w + (torch.clamp(torch.round(w / s), -self.q, self.q) * s - w).detach()
+
+
+def fit_spiking(model: nn.Module, *, epochs: int, lr: float, qat_epochs: int = 0, weight_bits: int = 8) -> float:
     """BPTT with the surrogate gradient; loss = cross-entropy of the output spike counts.
 
     Training draws fresh rate-encoding noise every batch (a seed per step); evaluation uses the
-    encoder the zoo entry records, as every target does.
+    encoder the zoo entry records, as every target does. ``qat_epochs`` more epochs then train with
+    the synapse weights fake-quantized to ``weight_bits`` (a symmetric grid per layer), and the
+    weights are left on that grid: the deployed 8-bit network computes what was trained.
     """
+    from torch.nn.utils import parametrize
+
     from edgec.models.snn import ENCODER, TIMESTEPS
     from edgec.snn import encode
 
@@ -87,7 +107,15 @@ def fit_spiking(model: nn.Module, *, epochs: int, lr: float) -> float:
             enc = {**ENCODER, "seed": 1000 + step}
         return model(encode(x, TIMESTEPS, enc)).sum(0)
 
-    return fit_classifier(model, forward, epochs=epochs, lr=lr)
+    acc = fit_classifier(model, forward, epochs=epochs, lr=lr)
+    if qat_epochs:
+        synapses = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+        for m in synapses:
+            parametrize.register_parametrization(m, "weight", _WeightGrid(weight_bits))
+        acc = fit_classifier(model, forward, epochs=qat_epochs, lr=lr / 10, seed=1)
+        for m in synapses:
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    return acc
 
 
 def train_digits_snn_mlp() -> tuple[nn.Module, float]:
@@ -95,7 +123,7 @@ def train_digits_snn_mlp() -> tuple[nn.Module, float]:
 
     torch.manual_seed(0)
     model = SpikingMLP()
-    return model, fit_spiking(model, epochs=15, lr=3e-3)
+    return model, fit_spiking(model, epochs=15, lr=3e-3, qat_epochs=3)
 
 
 def train_digits_snn_cnn() -> tuple[nn.Module, float]:
@@ -103,7 +131,7 @@ def train_digits_snn_cnn() -> tuple[nn.Module, float]:
 
     torch.manual_seed(0)
     model = SpikingCNN()
-    return model, fit_spiking(model, epochs=10, lr=3e-3)
+    return model, fit_spiking(model, epochs=8, lr=3e-3, qat_epochs=3)
 
 
 TRAINERS: dict[str, Callable[[], tuple[nn.Module, float]]] = {
