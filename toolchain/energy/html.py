@@ -162,12 +162,15 @@ def _compare_chart(energy: dict[str, Any]) -> str:
     )
 
 
-def _table(headers: list[str], rows: list[list[Any]], left: int = 1) -> str:
-    head = "".join(f'<th class="{"l" if i < left else ""}">{_e(h)}</th>' for i, h in enumerate(headers))
+def _table(headers: list[str], rows: list[list[Any]], left: int = 1, text: tuple[int, ...] = ()) -> str:
+    """An HTML table; the first ``left`` columns and the ``text`` columns are left-aligned."""
+
+    def cls(i: int) -> str:
+        return "l" if i < left or i in text else ""
+
+    head = "".join(f'<th class="{cls(i)}">{_e(h)}</th>' for i, h in enumerate(headers))
     body = "".join(
-        "<tr>"
-        + "".join(f'<td class="{"l" if i < left else ""}">{_e(c)}</td>' for i, c in enumerate(row))
-        + "</tr>"
+        "<tr>" + "".join(f'<td class="{cls(i)}">{_e(c)}</td>' for i, c in enumerate(row)) + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -231,7 +234,7 @@ def render_html(report: dict[str, Any], *, gate: GateResult | None = None) -> st
         f"per-operation prices of table <code>{_e(energy['table']['ref'])}</code> unless marked measured.</p>"
     )
     out.append('<h2 id="totals">Totals</h2>')
-    out.append(_table(["metric", "value", "source"], [list(r) for r in summary_rows(energy)]))
+    out.append(_table(["metric", "value", "source"], [list(r) for r in summary_rows(energy)], text=(2,)))
     out.append('<h2 id="per-layer-energy">Energy per layer</h2>')
     out.append(
         f'<div class="legend"><span style="background:{COMPUTE}"></span>compute'
@@ -319,6 +322,7 @@ def render_html(report: dict[str, Any], *, gate: GateResult | None = None) -> st
                         energy["conventions"]["sops.literature"],
                     ],
                 ],
+                text=(2,),
             )
         )
     table = energy["table"]
