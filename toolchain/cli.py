@@ -56,6 +56,8 @@ def _handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
+        except typer.Exit:  # a command's own exit code (e.g. `check`: 4), not a bug
+            raise
         except Exception as exc:
             if os.environ.get("EDGEC_DEBUG"):
                 raise
