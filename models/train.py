@@ -84,7 +84,9 @@ class _WeightGrid(nn.Module):
         return w + (torch.clamp(torch.round(w / s), -self.q, self.q) * s - w).detach()
 
 
-def fit_spiking(model: nn.Module, *, epochs: int, lr: float, qat_epochs: int = 0, weight_bits: int = 8) -> float:
+def fit_spiking(
+    model: nn.Module, *, epochs: int, lr: float, qat_epochs: int = 0, weight_bits: int = 8
+) -> float:
     """BPTT with the surrogate gradient; loss = cross-entropy of the output spike counts.
 
     Training draws fresh rate-encoding noise every batch (a seed per step); evaluation uses the

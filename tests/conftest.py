@@ -67,3 +67,23 @@ def digits_fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("artifacts") / "digits-fp32"
     edgec.compile("zoo:digits-cnn", target="cpu", out=out)
     return out
+
+
+@pytest.fixture(scope="session")
+def loihi_mlp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """zoo:digits-snn-mlp compiled for Loihi (calibrated on builtin:digits; compiled once)."""
+    import edgec
+
+    out = tmp_path_factory.mktemp("artifacts") / "snn-mlp-loihi"
+    edgec.compile("zoo:digits-snn-mlp", target="loihi", out=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def loihi_cnn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """zoo:digits-snn-cnn compiled for Loihi (compiled once)."""
+    import edgec
+
+    out = tmp_path_factory.mktemp("artifacts") / "snn-cnn-loihi"
+    edgec.compile("zoo:digits-snn-cnn", target="loihi", out=out)
+    return out

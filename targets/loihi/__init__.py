@@ -53,7 +53,7 @@ class LoihiTarget(Target):
         "Intel Loihi 2: lava-dl netx HDF5 + NIR; bit-exact batched emulator, or Lava's CPU simulation"
     )
     requires = ("torch", "h5py", "nir")
-    optional: ClassVar[dict[str, str]] = {"backend lava": "lava.lib.dl.netx"}
+    optional: ClassVar[dict[str, str]] = {"backend lava": "lava"}  # lava-nc + lava-dl (netx)
     backends = ("emulator", "lava")
     # energy: Davies et al. 2018 Loihi (1) per-operation figures (edgec.energy.tables)
     cost_tables: ClassVar[dict[str, str]] = {"default": "loihi1-davies2018"}

@@ -7,15 +7,19 @@ A float layer computes (:mod:`edgec.snn`) ``u <- (1-du) u + W s``, ``v <- (1-dv)
 shifted left by 6 and the threshold and bias MSB-aligned the same way, so one float unit ``sigma``
 per layer (the value of one integer weight step) maps every quantity::
 
-    W_int   = q << (9 - B)            q = clip(round(W / s), -(2^(B-1) - 1), 2^(B-1) - 1), s = sigma 2^(9-B)
+    W_int   = m q                     q = clip(round(W / s), -(2^(B-1) - 1), 2^(B-1) - 1), s = m sigma
     vThMant = round(theta / sigma)    (unsigned 17 bit: <= 131071)
     bias    = round(b / sigma)        (signed 13 bit, applied as bias << 6 every step)
     iDecay  = round(4096 du),  vDecay = round(4096 dv)
 
 so that ``u_int = 64 u / sigma`` and ``v_int = 64 v / sigma`` up to rounding. ``B`` (2..8) is the
-layer's weight width; the integers are shifted left to fill Loihi's 8-bit signed weight (even values
-in [-254, 254]), which gives the threshold, bias and decays the finest resolution the 24-bit state
-allows. The grid is symmetric: Lava clips -256 to -255 in layers without positive weights.
+layer's weight width; the multiplier ``m = 2 floor(127 / k)`` (``k`` the largest ``|q|``) stretches the
+integers over Loihi's 8-bit signed weight (even values in [-254, 254]), which gives the threshold, bias
+and decays the finest resolution the 24-bit state allows (``m = 2`` for 8 bits). The grid is symmetric:
+Lava clips -256 to -255 in layers without positive weights. For a dense layer the integers must also
+survive netx's ``optimize_weight_bits`` and Lava's truncation on load: a layer whose weights are all
+<= 0 with its most negative weight a power of two (e.g. ternary {-128, 0}) would be scaled to -256
+by netx and clipped by Lava, so such layers fall back to the next multiplier that loads exactly.
 
 netx stores no weight exponent: on load it derives ``num_weight_bits`` and ``weight_exp`` from the
 integers (``optimize_weight_bits``). For the integers written here that is lossless (the emulator
@@ -97,7 +101,7 @@ class LoweringOptions:
 @dataclass
 class _Grid:
     q: np.ndarray  # integers, |q| <= 2^(bits-1) - 1
-    shift: int  # W_int = q << shift
+    mult: int  # W_int = q * mult
     sigma: float  # float value of one unit of W_int
     how: str
     alpha: float = 1.0
@@ -134,9 +138,11 @@ def detect_grid(weight: np.ndarray, max_bits: int = MAX_BITS) -> tuple[float, np
     return None
 
 
-def _shift_for(k: int) -> int:
-    """Largest left shift keeping integers up to |k| within Loihi's 8-bit signed weight (|W| <= 254)."""
-    return max(1, math.floor(math.log2(254 / k))) if k > 0 else 1
+def multipliers(k: int) -> list[int]:
+    """Even multipliers ``m`` keeping integers up to ``|k|`` within Loihi's 8-bit weight (|m k| <= 254),
+    largest first (the finest threshold resolution)."""
+    top = 2 * (127 // k) if k > 0 else 2
+    return list(range(top, 1, -2)) if top > 2 else [2]
 
 
 def _grids(fl: FloatLayer, bits: int, calibrate: bool) -> list[_Grid]:
@@ -150,17 +156,17 @@ def _grids(fl: FloatLayer, bits: int, calibrate: bool) -> list[_Grid]:
     if found is not None:
         s, q = found
         k = int(np.abs(q).max())
-        shift = _shift_for(k)
-        return [_Grid(q, shift, s / (1 << shift), f"detected {_bits_for(k)}-bit grid (lossless)")]
+        m = multipliers(k)[0]
+        return [_Grid(q, m, s / m, f"detected {_bits_for(k)}-bit grid (lossless)")]
     qmax = (1 << (bits - 1)) - 1
-    shift = 9 - bits
-    m = float(np.abs(w).max())
+    mult = multipliers(qmax)[0]
+    w_max = float(np.abs(w).max())
     out = []
     for alpha in CLIP_CANDIDATES if calibrate else (1.0,):
-        s = alpha * m / qmax
+        s = alpha * w_max / qmax
         q = np.clip(np.rint(w / s), -qmax, qmax).astype(np.int64)
         how = "max-abs" if alpha == 1.0 else f"clip {alpha:g} x max|W|"
-        out.append(_Grid(q, shift, s / (1 << shift), how, alpha))
+        out.append(_Grid(q, mult, s / mult, how, alpha))
     return out
 
 
@@ -173,16 +179,32 @@ def _fit_ranges(fl: FloatLayer, grid: _Grid, bits: int) -> _Grid:
     if grid.sigma >= need:
         return grid
     sigma = need * (1 + 1e-9)
-    s = sigma * (1 << grid.shift)
+    s = sigma * grid.mult
     qmax = (1 << (bits - 1)) - 1
     q = np.clip(np.rint(fl.weight / s), -qmax, qmax).astype(np.int64)
-    return _Grid(q, grid.shift, sigma, grid.how + ", coarsened for the threshold / bias range", grid.alpha)
+    return _Grid(q, grid.mult, sigma, grid.how + ", coarsened for the threshold / bias range", grid.alpha)
+
+
+def _loadable(fl: FloatLayer, grid: _Grid) -> _Grid:
+    """A dense layer's integers as netx + Lava load them exactly: try smaller multipliers if needed."""
+    if fl.kind != "dense" or grid.how.startswith("declared") or not np.any(grid.q):
+        return grid
+    s = grid.sigma * grid.mult
+    for m in [grid.mult, *(m for m in multipliers(int(np.abs(grid.q).max())) if m < grid.mult)]:
+        w = grid.q * m
+        if np.array_equal(netx_dense_load(w).effective(), w):
+            return (
+                grid
+                if m == grid.mult
+                else _Grid(grid.q, m, s / m, grid.how + f" (x{m}: exact netx load)", grid.alpha)
+            )
+    return grid  # reported (netx_load.lossless = False) and refused by plan_layer
 
 
 def build_layer(fl: FloatLayer, grid: _Grid) -> Layer:
     """The netlist layer for ``fl`` on ``grid``."""
     assert fl.weight is not None
-    weight = grid.q << grid.shift
+    weight = grid.q * grid.mult
     bias = None
     if fl.bias is not None and np.any(fl.bias):
         b = np.rint(np.broadcast_to(fl.bias, (fl.out_shape[0],)) / grid.sigma).astype(np.int64)
@@ -290,7 +312,8 @@ def plan_layer(
         )
         la = build_layer(fl, _Grid(np.zeros_like(fl.weight, dtype=np.int64), 1, 1.0, "zero"))
         return LayerPlan(la, {"layer": fl.name, "type": fl.kind}, violations)
-    candidates = [_fit_ranges(fl, g, bits) for g in _grids(fl, bits, options.calibrate and calib is not None)]
+    grids = _grids(fl, bits, options.calibrate and calib is not None)
+    candidates = [_loadable(fl, _fit_ranges(fl, g, bits)) for g in grids]
     scored: list[tuple[float, int, _Grid, Layer]] = []
     for i, grid in enumerate(candidates):
         la = build_layer(fl, grid)
@@ -352,8 +375,18 @@ def _range_violations(fl: FloatLayer, grid: _Grid, la: Layer, row: dict[str, Any
                 "retrain with a smaller bias relative to the weights",
             )
         )
-    if la.kind == "dense" and "error" in row.get("netx_load", {}):
-        out.append(Violation(fl.name, "weight-range", row["netx_load"]["error"], "requantize the layer"))
+    load = row.get("netx_load", {})
+    if la.kind == "dense" and "error" in load:
+        out.append(Violation(fl.name, "weight-range", load["error"], "requantize the layer"))
+    elif la.kind == "dense" and load.get("lossless") is False:
+        out.append(
+            Violation(
+                fl.name,
+                "weight-range",
+                "netx's optimize_weight_bits and Lava's truncation would change these integers on load",
+                "requantize the layer (a different weight scale)",
+            )
+        )
     return out
 
 

@@ -30,6 +30,10 @@ no leak, so it cannot carry a bias: such a layer is not written to NIR). Loihi's
 in the decays has no NIR counterpart: a float simulator of this file differs from Loihi by that
 rounding only.
 
+Grouped convolutions are written as ungrouped ``Conv2d`` nodes whose cross-group taps are zero (the
+same computation): NIR 1.0.8 infers a convolution's input channels from its weight shape and rejects a
+grouped kernel when the graph is built, on write and on read.
+
 Reading back (:func:`netlist_from_nir`) inverts every formula above (rounding to the integers) and is
 exact for files written here; tests check write -> ``nir.read`` -> netlist -> emulator equality.
 """
@@ -119,6 +123,18 @@ def _neuron_nodes(la: Layer, dt: float) -> list[tuple[str, Any]]:
     return [current, voltage]
 
 
+def _ungroup(w: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped kernel ``[out, in/g, kH, kW]`` as the equivalent full kernel with zero cross-group taps."""
+    out_ch, in_per, kh, kw = w.shape
+    full = np.zeros((out_ch, in_per * groups, kh, kw), dtype=w.dtype)
+    out_per = out_ch // groups
+    for g in range(groups):
+        full[g * out_per : (g + 1) * out_per, g * in_per : (g + 1) * in_per] = w[
+            g * out_per : (g + 1) * out_per
+        ]
+    return full
+
+
 def netlist_to_nir(
     net: Netlist, *, scales: list[float] | None = None, dt: float = DT, metadata: dict[str, Any] | None = None
 ) -> Any:
@@ -142,6 +158,8 @@ def netlist_to_nir(
             meta["edgec_scale"] = float(scales[compute])  # type: ignore[assignment]
         compute += 1
         w = la.weight.astype(np.float64)
+        if la.kind == "conv" and la.groups > 1:
+            w = _ungroup(w, la.groups)
         if la.kind == "dense":
             syn: Any = nir.Linear(weight=w, metadata=meta)
         else:
@@ -151,7 +169,7 @@ def netlist_to_nir(
                 stride=tuple(la.stride),
                 padding=tuple(la.padding),
                 dilation=tuple(la.dilation),
-                groups=int(la.groups),
+                groups=1,
                 bias=np.zeros(w.shape[0]),
                 metadata=meta,
             )
