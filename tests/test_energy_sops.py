@@ -275,5 +275,6 @@ def test_a_table_without_a_price_says_so():
     program = Program(module=model, example_input=torch.rand(1, 8))
     section = energy_section(program, None, table="loihi1-davies2018", target="loihi")
     assert section["headline"]["complete"] is False
+    assert section["headline"]["energy_j"] is None  # no figure to quote; the priced part stays in estimate
     assert section["estimate"]["unpriced"]["mac"] == 32
     assert any("prices no mac" in n for n in section["notes"])

@@ -167,3 +167,34 @@ def test_measured_energy_replaces_the_estimate(digits_fp32_report):
     assert "energy_j" not in [d.metric for d in gate.deltas]  # measured vs estimate is not compared
     assert any("energy not compared" in n for n in gate.notes)
     assert gate.passed
+
+
+@pytest.mark.slow
+def test_loihi_artifact_carries_the_loihi_estimate(cli, tmp_path):
+    import edgec
+
+    out = tmp_path / "snn-loihi"
+    edgec.compile("zoo:digits-snn-mlp", target="loihi", out=out)
+    for name in ("report.json", "report.md", "report.html"):
+        assert (out / name).is_file(), name
+    energy = json.loads((out / "report.json").read_text())["energy"]
+    assert energy["headline"]["table"] == "loihi1-davies2018@1" and energy["headline"]["complete"]
+    assert any("assumption" in c for c in energy["table"]["caveats"])
+    sops = energy["totals"]["sops"]
+    assert sops["effective_macs"] == 0 and sops["effective_acs"] == sops["exact"] > 0  # rate-coded input
+    assert energy["estimate"]["parts_j"]["synaptic_acs"] == pytest.approx(23.6e-12 * sops["exact"])
+    assert energy["estimate"]["memory_j"] == 0
+    by_label = {c["label"]: c for c in energy["comparison"]}
+    assert by_label["loihi"]["current"] and by_label["cpu (fp32)"]["energy_j"] > 0
+    res = cli("report", out, "--format", "md")
+    assert res.exit_code == 0, res.stderr
+    assert "loihi1-davies2018@1" in res.stdout and "Firing" not in res.stdout  # md has no charts
+    assert "| spikes |" in res.stdout
+
+
+def test_ann_on_loihi_has_no_figure_to_quote(cli):
+    rep = report_json(cli, "zoo:digits-cnn", "--target", "loihi")
+    assert rep["check"]["ok"] is False  # the Loihi target cannot take an ANN
+    assert rep["energy"]["headline"]["energy_j"] is None
+    assert set(rep["energy"]["estimate"]["unpriced"]) == {"mac", "add"}
+    assert any("cannot compile" in n for n in rep["energy"]["notes"])

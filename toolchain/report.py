@@ -202,8 +202,10 @@ def headline_text(energy: dict[str, Any]) -> str:
     h = energy["headline"]
     if h["source"] == "measured":
         return f"{joules(h['energy_j'])} per inference, measured ({h.get('method')}, {h.get('device')})"
-    partial = "" if h.get("complete", True) else ", incomplete: see notes"
-    return f"{joules(h['energy_j'])} per inference, estimate (table {h['table']}{partial})"
+    if h.get("energy_j") is None:
+        missing = ", ".join(energy["estimate"]["unpriced"])
+        return f"n/a: table {h['table']} prices no {missing} (see notes)"
+    return f"{joules(h['energy_j'])} per inference, estimate (table {h['table']})"
 
 
 def summary_rows(energy: dict[str, Any]) -> list[tuple[str, str, str]]:

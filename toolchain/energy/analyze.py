@@ -412,7 +412,8 @@ def energy_section(
         "version": ENERGY_SECTION_VERSION,
         "target": target,
         "headline": {
-            "energy_j": total["total_j"],
+            # an incomplete estimate is no figure to quote: what was priced stays in `estimate`
+            "energy_j": total["total_j"] if total["complete"] else None,
             "source": "estimate",
             "table": tab.ref,
             "complete": total["complete"],
