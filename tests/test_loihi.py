@@ -264,6 +264,37 @@ def test_c_kernel_and_numpy_emulators_agree(saturate):
     assert all(r.any() for r in rec_c), "every layer spikes"
 
 
+@pytest.mark.parametrize(
+    ("stride", "padding", "dilation", "groups"), [((1, 2), (2, 1), (2, 1), 1), ((3, 3), (0, 0), (1, 1), 2)]
+)
+def test_c_convolution_handles_stride_padding_dilation_groups(stride, padding, dilation, groups):
+    from edgec.targets.loihi.ckernel import kernel
+    from edgec.targets.loihi.netlist import conv_out_shape
+
+    if kernel() is None:
+        pytest.skip("no C compiler here: the emulator runs its numpy path only")
+    rng = np.random.default_rng(4)
+    w = rng.integers(-100, 101, (6, 4 // groups, 3, 3)) * 2
+    out_shape = conv_out_shape((4, 11, 10), 6, (3, 3), stride, padding, dilation)
+    conv = Layer(
+        "conv",
+        "c",
+        (4, 11, 10),
+        out_shape,
+        w,
+        CubaNeuron(2000, 500, 30, rng.integers(-9, 9, 6)),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+    )
+    net = Netlist((4, 11, 10), [conv])
+    x = (rng.random((9, 7, 4, 11, 10)) < 0.3).astype(np.uint8)
+    got = Emulator(net, kernel="c").run(x)
+    assert got.any()
+    np.testing.assert_array_equal(got, Emulator(net, kernel="numpy").run(x))
+
+
 def test_emulator_samples_are_independent_of_their_batch():
     rng = np.random.default_rng(3)
     net = _random_net(rng)

@@ -1,4 +1,4 @@
-"""An optional compiled kernel for the CUBA recurrence; the emulator's numpy path is the fallback.
+"""Optional compiled kernels (CUBA recurrence, event-driven dense synapse); numpy / torch are the fallback.
 
 The neuron recurrence is sequential in time, so in numpy it costs a handful of array operations per
 step, and for small layers (a batch of one sample) numpy's per-call overhead dominates: about 10 us
@@ -80,6 +80,63 @@ EDGEC_CUBA(edgec_cuba_f32, float, 0)
 EDGEC_CUBA(edgec_cuba_f64, double, 0)
 EDGEC_CUBA(edgec_cuba_f32_sat, float, 1)
 EDGEC_CUBA(edgec_cuba_f64_sat, double, 1)
+
+/* Dense synapse, event driven: for every input that spiked, add its weight column (what Loihi does).
+ * s: spikes [R, IN] (0/1); wt: weights transposed [IN, OUT]; a: sums [R, OUT], zeroed by the caller.
+ * Integer sums: exact in float32 below 2^24 (the caller picks the type). */
+#define EDGEC_DENSE(NAME, T)                                                                         \
+void NAME(const uint8_t *restrict s, int64_t R, int64_t IN, const T *restrict wt, int64_t OUT,      \
+          T *restrict a) {                                                                          \
+    for (int64_t r = 0; r < R; r++) {                                                               \
+        const uint8_t *sr = s + r * IN;                                                             \
+        T *restrict ar = a + r * OUT;                                                               \
+        for (int64_t i = 0; i < IN; i++) {                                                          \
+            if (!sr[i]) continue;                                                                   \
+            const T *restrict w = wt + i * OUT;                                                     \
+            for (int64_t o = 0; o < OUT; o++) ar[o] += w[o];                                        \
+        }                                                                                           \
+    }                                                                                               \
+}
+EDGEC_DENSE(edgec_dense_f32, float)
+EDGEC_DENSE(edgec_dense_f64, double)
+
+/* 2-D convolution (PyTorch correlation: stride, zero padding, dilation, groups), event driven: every
+ * input spike adds its kernel taps to the outputs it reaches. s: spikes [R, C, H, W]; wt: weights
+ * rearranged [C, KH, KW, O/G] (for input channel c, the taps of its group's outputs); a: sums
+ * [R, OH, OW, O] (channels last), zeroed by the caller. */
+#define EDGEC_CONV(NAME, T)                                                                          \
+void NAME(const uint8_t *restrict s, int64_t R, int64_t C, int64_t H, int64_t W,                    \
+          const T *restrict wt, int64_t O, int64_t KH, int64_t KW, int64_t SH, int64_t SW,          \
+          int64_t PH, int64_t PW, int64_t DH, int64_t DW, int64_t G, int64_t OH, int64_t OW,        \
+          T *restrict a) {                                                                          \
+    const int64_t cg = C / G, og = O / G;                                                           \
+    for (int64_t r = 0; r < R; r++)                                                                 \
+    for (int64_t c = 0; c < C; c++) {                                                               \
+        const int64_t g = c / cg;                                                                   \
+        const uint8_t *sc = s + (r * C + c) * H * W;                                                \
+        for (int64_t iy = 0; iy < H; iy++)                                                          \
+        for (int64_t ix = 0; ix < W; ix++) {                                                        \
+            if (!sc[iy * W + ix]) continue;                                                         \
+            for (int64_t ky = 0; ky < KH; ky++) {                                                   \
+                const int64_t ty = iy + PH - ky * DH;                                               \
+                if (ty < 0 || ty % SH) continue;                                                    \
+                const int64_t oy = ty / SH;                                                         \
+                if (oy >= OH) continue;                                                             \
+                for (int64_t kx = 0; kx < KW; kx++) {                                               \
+                    const int64_t tx = ix + PW - kx * DW;                                           \
+                    if (tx < 0 || tx % SW) continue;                                                \
+                    const int64_t ox = tx / SW;                                                     \
+                    if (ox >= OW) continue;                                                         \
+                    const T *restrict w = wt + ((c * KH + ky) * KW + kx) * og;                      \
+                    T *restrict ap = a + ((r * OH + oy) * OW + ox) * O + g * og;                    \
+                    for (int64_t o = 0; o < og; o++) ap[o] += w[o];                                 \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+    }                                                                                               \
+}
+EDGEC_CONV(edgec_conv_f32, float)
+EDGEC_CONV(edgec_conv_f64, double)
 """
 
 # math flags that keep every operation exact (no -ffast-math): they only let gcc vectorize trunc()
@@ -160,30 +217,110 @@ def kernel() -> Any:
     for fn in (lib.edgec_cuba_f32, lib.edgec_cuba_f64, lib.edgec_cuba_f32_sat, lib.edgec_cuba_f64_sat):
         fn.argtypes = [ptr, i64, i64, i64, f64, f64, f64, ptr, ptr]
         fn.restype = None
+    for fn in (lib.edgec_dense_f32, lib.edgec_dense_f64):
+        fn.argtypes = [ptr, i64, i64, ptr, i64, ptr]
+        fn.restype = None
+    for fn in (lib.edgec_conv_f32, lib.edgec_conv_f64):
+        fn.argtypes = [ptr, i64, i64, i64, i64, ptr, *([i64] * 12), ptr]
+        fn.restype = None
     _LIB = lib
     return lib
 
 
-def cuba(
-    lib: Any, a: np.ndarray, keep_u: float, keep_v: float, vth: float, bias: np.ndarray, *, saturating: bool
-) -> np.ndarray:
-    """Run the compiled recurrence on synaptic sums ``a`` [T, B, *shape] (float32 or float64, before the
-    << 6 shift); ``bias`` float64 (bias << 6) of one sample's shape. Returns spikes, uint8, same shape.
+class Cuba:
+    """The compiled recurrence bound to one layer (constants and their pointers prepared once).
 
-    ``saturating=False`` skips the 24-bit wrap and clip: only for layers that cannot reach them.
+    ``__call__(a, saturating)``: synaptic sums ``a`` [T, B, *shape] (C-contiguous float32 or float64, before
+    the << 6 shift) -> spikes uint8 of the same shape. ``saturating=False`` skips the 24-bit wrap and
+    clip: only for layers whose worst case cannot reach them.
     """
-    suffix = "_sat" if saturating else ""
-    if a.dtype == np.float32:
-        fn = getattr(lib, "edgec_cuba_f32" + suffix)
-    else:
-        fn = getattr(lib, "edgec_cuba_f64" + suffix)
-        a = a.astype(np.float64, copy=False)
-    a = np.ascontiguousarray(a)
-    t_steps, batch = a.shape[0], a.shape[1]
-    n_per = int(np.prod(a.shape[2:]))
-    b = np.ascontiguousarray(bias, dtype=np.float64)
-    if b.size != n_per:
-        raise ValueError(f"bias of {b.size} values for {n_per} neurons")
-    out = np.empty(a.shape, dtype=np.uint8)
-    fn(a.ctypes.data, t_steps, batch, n_per, keep_u, keep_v, vth, b.ctypes.data, out.ctypes.data)
-    return out
+
+    def __init__(self, lib: Any, keep_u: float, keep_v: float, vth: float, bias: np.ndarray) -> None:
+        self.fns = {
+            (np.dtype(np.float32), False): lib.edgec_cuba_f32,
+            (np.dtype(np.float64), False): lib.edgec_cuba_f64,
+            (np.dtype(np.float32), True): lib.edgec_cuba_f32_sat,
+            (np.dtype(np.float64), True): lib.edgec_cuba_f64_sat,
+        }
+        self.consts = (keep_u, keep_v, vth)
+        self.bias = np.ascontiguousarray(bias, dtype=np.float64).reshape(-1)
+        self.bias_ptr = self.bias.ctypes.data
+        self.n_per = self.bias.size
+
+    def __call__(self, a: np.ndarray, saturating: bool) -> np.ndarray:
+        if a.dtype != np.float32:
+            a = a.astype(np.float64, copy=False)
+        a = np.ascontiguousarray(a)
+        if a.size != a.shape[0] * a.shape[1] * self.n_per:
+            raise ValueError(f"input of shape {a.shape} for {self.n_per} neurons per sample")
+        out = np.empty(a.shape, dtype=np.uint8)
+        fn = self.fns[(a.dtype, saturating)]
+        fn(a.ctypes.data, a.shape[0], a.shape[1], self.n_per, *self.consts, self.bias_ptr, out.ctypes.data)
+        return out
+
+
+class Dense:
+    """Event-driven dense synapse bound to one weight matrix ``[IN, OUT]`` (float32 or float64).
+
+    ``__call__(spikes)``: binary spikes [R, IN] (uint8) -> sums [R, OUT]: for every input that spiked,
+    its weight column is added (what Loihi does), single-threaded.
+    """
+
+    def __init__(self, lib: Any, matrix: np.ndarray) -> None:
+        self.w = np.ascontiguousarray(matrix)
+        self.fn = lib.edgec_dense_f32 if self.w.dtype == np.float32 else lib.edgec_dense_f64
+        self.w_ptr = self.w.ctypes.data
+        self.n_in, self.n_out = self.w.shape
+
+    def __call__(self, spikes: np.ndarray) -> np.ndarray:
+        s = np.ascontiguousarray(spikes, dtype=np.uint8)
+        out = np.zeros((s.shape[0], self.n_out), dtype=self.w.dtype)
+        self.fn(s.ctypes.data, s.shape[0], self.n_in, self.w_ptr, self.n_out, out.ctypes.data)
+        return out
+
+
+class Conv:
+    """Event-driven 2-D convolution bound to one kernel ``[O, C/G, KH, KW]`` (integers as float32/64).
+
+    ``__call__(spikes)``: binary spikes [R, C, H, W] (uint8) -> sums [R, O, OH, OW], single-threaded.
+    """
+
+    def __init__(
+        self,
+        lib: Any,
+        weight: np.ndarray,
+        in_shape: tuple[int, ...],
+        out_shape: tuple[int, ...],
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        dilation: tuple[int, int],
+        groups: int,
+    ) -> None:
+        o, _, kh, kw = weight.shape
+        og = o // groups
+        # [C, KH, KW, O/G]: for input channel c of group g, the taps of outputs g*og .. (g+1)*og
+        parts = [weight[g * og : (g + 1) * og].transpose(1, 2, 3, 0) for g in range(groups)]
+        self.wt = np.ascontiguousarray(np.concatenate(parts, axis=0))
+        self.fn = lib.edgec_conv_f32 if weight.dtype == np.float32 else lib.edgec_conv_f64
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        self.args = (
+            self.wt.ctypes.data,
+            o,
+            kh,
+            kw,
+            *stride,
+            *padding,
+            *dilation,
+            groups,
+            out_shape[1],
+            out_shape[2],
+        )
+
+    def __call__(self, spikes: np.ndarray) -> np.ndarray:
+        s = np.ascontiguousarray(spikes, dtype=np.uint8)
+        r = s.shape[0]
+        c, h, w = self.in_shape
+        o, oh, ow = self.out_shape
+        out = np.zeros((r, oh, ow, o), dtype=self.wt.dtype)
+        self.fn(s.ctypes.data, r, c, h, w, *self.args, out.ctypes.data)
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2))

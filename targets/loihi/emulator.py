@@ -44,9 +44,11 @@ time axis at once, with the sample's steps aligned (output step t depends on inp
 :mod:`.lava_backend` reads Lava's output L steps later. The buffered values themselves are
 reproduced bit for bit; only the bookkeeping of the delay differs.
 
-Speed: every synapse runs for all T steps and all samples in one matrix product / convolution (in
-float32 when every possible sum is exact in float32, float64 otherwise); the neuron recurrence is a
-loop over T of integer numpy operations on ``[B, *shape]`` arrays.
+Speed: each layer runs for all T steps and all samples at once. With a C compiler present
+(:mod:`.ckernel`, built on first use) the synapses are event driven -- every input spike adds its
+weights, single-threaded, as Loihi does -- and the neuron recurrence is one vectorized C loop over T;
+without one, the synapses are one float32 / float64 matrix product or convolution (every sum exact)
+and the recurrence a loop over T of numpy operations. Both paths are tested to give identical spikes.
 """
 
 from __future__ import annotations
@@ -166,6 +168,9 @@ class _Stage:
     vth: float = 0.0  # vThMant << 6
     bias: np.ndarray | None = None  # (bias << 6) broadcast to one sample's neuron shape
     bias_full: np.ndarray | None = None  # the same, zeros where there is no bias (C kernel)
+    c_dense: Any = None  # ckernel.Dense bound to this layer
+    c_conv: Any = None  # ckernel.Conv bound to this layer
+    c_cuba: Any = None  # ckernel.Cuba bound to this layer
 
 
 class Emulator:
@@ -193,6 +198,28 @@ class Emulator:
                 raise RuntimeError(
                     "the C kernel is not available (no C compiler, or EDGEC_NO_CKERNEL is set)"
                 )
+        if self._c is not None:
+            from .ckernel import Conv, Cuba, Dense
+
+            for st in self.stages:
+                if st.kind == "flatten":
+                    continue
+                assert st.bias_full is not None
+                st.c_cuba = Cuba(self._c, st.keep_u, st.keep_v, st.vth, st.bias_full)
+                la = st.layer
+                if st.matrix is not None and not st.floor_shift:
+                    st.c_dense = Dense(self._c, st.matrix)
+                elif st.kind == "conv" and la.weight is not None:
+                    st.c_conv = Conv(
+                        self._c,
+                        st.conv_weight.numpy(),
+                        la.in_shape,
+                        la.out_shape,
+                        la.stride,
+                        la.padding,
+                        la.dilation,
+                        la.groups,
+                    )
 
     @property
     def kernel(self) -> str:
@@ -296,9 +323,13 @@ class Emulator:
         sums: np.ndarray
         if st.kind == "dense":
             assert st.dense is not None and st.matrix is not None
-            sums = _matmul(s.reshape(t_steps * batch, -1), st.matrix)
+            flat = s.reshape(t_steps * batch, -1)
+            sums = st.c_dense(flat) if st.c_dense is not None else _matmul(flat, st.matrix)
             if st.floor_shift:  # Lava: the sum >> k, an arithmetic (floor) shift
                 sums = np.floor(sums.astype(np.float64) / (1 << st.floor_shift))
+        elif st.c_conv is not None:
+            out = st.c_conv(s.reshape(t_steps * batch, *s.shape[2:]))
+            sums = _wrap24(out.astype(np.int64)).astype(np.float64) if st.conv_wraps else out
         else:
             import torch
             import torch.nn.functional as F
@@ -315,12 +346,9 @@ class Emulator:
             ).numpy()
             sums = _wrap24(out.astype(np.int64)).astype(np.float64) if st.conv_wraps else out
         sums = sums.reshape(t_steps, batch, *st.layer.out_shape)
-        if self._c is not None:
-            from .ckernel import cuba
-
-            assert st.bias_full is not None
-            sat = _saturating(st, t_steps)
-            return cuba(self._c, sums, st.keep_u, st.keep_v, st.vth, st.bias_full, saturating=sat)
+        if st.c_cuba is not None:
+            out: np.ndarray = st.c_cuba(sums, _saturating(st, t_steps))
+            return out
         return self._lif(st, sums.astype(np.float64) * (1 << STATE_SHIFT))
 
     @staticmethod
