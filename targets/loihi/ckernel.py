@@ -86,13 +86,14 @@ EDGEC_CUBA(edgec_cuba_f64_sat, double, 1)
  * Integer sums: exact in float32 below 2^24 (the caller picks the type). */
 #define EDGEC_DENSE(NAME, T)                                                                         \
 void NAME(const uint8_t *restrict s, int64_t R, int64_t IN, const T *restrict wt, int64_t OUT,      \
-          T *restrict a) {                                                                          \
+          T *restrict a, int64_t *restrict idx) {                                                   \
     for (int64_t r = 0; r < R; r++) {                                                               \
         const uint8_t *sr = s + r * IN;                                                             \
         T *restrict ar = a + r * OUT;                                                               \
-        for (int64_t i = 0; i < IN; i++) {                                                          \
-            if (!sr[i]) continue;                                                                   \
-            const T *restrict w = wt + i * OUT;                                                     \
+        int64_t n = 0;                                                                              \
+        for (int64_t i = 0; i < IN; i++) { idx[n] = i; n += sr[i] != 0; } /* branch-free list */    \
+        for (int64_t k = 0; k < n; k++) {                                                           \
+            const T *restrict w = wt + idx[k] * OUT;                                                \
             for (int64_t o = 0; o < OUT; o++) ar[o] += w[o];                                        \
         }                                                                                           \
     }                                                                                               \
@@ -218,7 +219,7 @@ def kernel() -> Any:
         fn.argtypes = [ptr, i64, i64, i64, f64, f64, f64, ptr, ptr]
         fn.restype = None
     for fn in (lib.edgec_dense_f32, lib.edgec_dense_f64):
-        fn.argtypes = [ptr, i64, i64, ptr, i64, ptr]
+        fn.argtypes = [ptr, i64, i64, ptr, i64, ptr, ptr]
         fn.restype = None
     for fn in (lib.edgec_conv_f32, lib.edgec_conv_f64):
         fn.argtypes = [ptr, i64, i64, i64, i64, ptr, *([i64] * 12), ptr]
@@ -271,11 +272,13 @@ class Dense:
         self.fn = lib.edgec_dense_f32 if self.w.dtype == np.float32 else lib.edgec_dense_f64
         self.w_ptr = self.w.ctypes.data
         self.n_in, self.n_out = self.w.shape
+        self.idx = np.empty(self.n_in, dtype=np.int64)  # scratch: the active inputs of one row
+        self.idx_ptr = self.idx.ctypes.data
 
     def __call__(self, spikes: np.ndarray) -> np.ndarray:
         s = np.ascontiguousarray(spikes, dtype=np.uint8)
         out = np.zeros((s.shape[0], self.n_out), dtype=self.w.dtype)
-        self.fn(s.ctypes.data, s.shape[0], self.n_in, self.w_ptr, self.n_out, out.ctypes.data)
+        self.fn(s.ctypes.data, s.shape[0], self.n_in, self.w_ptr, self.n_out, out.ctypes.data, self.idx_ptr)
         return out
 
 
