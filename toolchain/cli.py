@@ -521,7 +521,7 @@ def demo_cmd(
         Path, typer.Option("--output", "-o", help="where the demo writes its artifacts")
     ] = Path("edgec-out/demo"),
 ) -> None:
-    """The main job on the built-in default: digits CNN -> CPU INT8, verified on the digits holdout."""
+    """The main job on the built-in defaults: digits CNN -> CPU INT8, and the spiking MLP -> Loihi 2."""
     from edgec import api
 
     progress = _RichProgress()
@@ -560,7 +560,40 @@ def demo_cmd(
     for label, d in (("FP32", fp32_dir), ("INT8", int8_dir)):
         b = api.bench(d, iterations=200, warmup=20)
         out.print(f"  {label}: p50 {b.p50_ms:.3f} ms, p90 {b.p90_ms:.3f} ms")
+    _demo_loihi(output, progress)
     out.print(f"\nartifacts and reports under {output}/ (report.md, report.json in each)")
+
+
+def _demo_loihi(output: Path, progress: _RichProgress) -> None:
+    """Demo step 4: the bundled spiking MLP for Loihi 2 (check, compile, verify on the emulator)."""
+    from collections import Counter
+
+    from edgec import api
+
+    snn_dir = output / "digits-snn-mlp-loihi"
+    out.rule("4. the bundled spiking MLP for Loihi 2: check, compile to netx + NIR, verify")
+    _, rows = api.check("zoo:digits-cnn", target="loihi")
+    rules = ", ".join(f"{rule} x{n}" for rule, n in Counter(r.rule for r in rows).items())
+    out.print(f"  check zoo:digits-cnn (an ANN) for loihi: {len(rows)} violations ({rules})")
+    _, rows = api.check("zoo:digits-snn-mlp", target="loihi")
+    out.print(f"  check zoo:digits-snn-mlp for loihi: {'ok' if not rows else f'{len(rows)} violations'}")
+    art = api.compile("zoo:digits-snn-mlp", target="loihi", out=snn_dir, force=True, progress=progress)
+    tr = art.report["target_report"]
+    for row in tr["layers"]:
+        out.print(
+            f"  {row['layer']}: {row['type']} {row['in_shape']}->{row['out_shape']}, "
+            f"{row['effective_weight_bits']}-bit weights ({row['grid']}), vThMant {row['vThMant']}, "
+            f"iDecay {row['iDecay']}, vDecay {row['vDecay']}, weight error {row['weight_rel_rms_error']:.2%}"
+        )
+    files = ", ".join(f"{f['path']} ({f['bytes']:,} bytes)" for f in art.report["files"].values())
+    out.print(f"  {snn_dir}: {files}; T = {tr['timesteps']}, input {tr['encoder']['kind']}-coded spikes")
+    m = api.verify(snn_dir).metrics
+    out.print(
+        f"  digits holdout ({m['samples']}): float SNN {m['accuracy_source']:.2%}, deployed network "
+        f"(emulator, bit-exact with Lava fixed_pt) {m['accuracy_artifact']:.2%}, "
+        f"top-1 agreement {m['top1_agreement']:.2%}"
+    )
+    out.print(f"  spike-for-spike in real Lava: edgec verify {snn_dir} --backend lava")
 
 
 def main() -> None:
