@@ -510,3 +510,13 @@ def test_loihi_target_needs_neither_lava_nor_torch_to_be_listed():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+def test_demo_ends_with_the_spiking_mlp_on_loihi(cli, tmp_path):
+    res = cli("demo", "-o", str(tmp_path / "demo"))
+    assert res.exit_code == 0, res.stderr
+    assert "check zoo:digits-snn-mlp for loihi: ok" in res.stdout
+    assert "pooling x1" in res.stdout  # the ANN's why-not summary
+    assert (tmp_path / "demo" / "digits-snn-mlp-loihi" / "network.net").is_file()
+    assert "deployed network (emulator, bit-exact with Lava fixed_pt)" in res.stdout
