@@ -152,10 +152,10 @@ def compile(
     check_output_dir(out_dir, force=force)  # fail before any work
     tgt, program = _prepare(model, cfg)
     user_passes = [get_pass(name, **cfg.pass_options.get(name, {})) for name in cfg.passes]
-    passes = [*tgt.prepare_passes(program, cfg), *user_passes]
-    ctx = _context(cfg, program, tgt, passes, progress)
+    pipeline = [*tgt.prepare_passes(program, cfg), *user_passes]
+    ctx = _context(cfg, program, tgt, pipeline, progress)
     calib_data = ctx.calib
-    program = PassManager(passes).run(program, ctx)
+    program = PassManager(pipeline).run(program, ctx)
     violations = tgt.check(program, cfg)
     if violations:
         raise ConstraintViolation(
