@@ -347,8 +347,8 @@ class Emulator:
             sums = _wrap24(out.astype(np.int64)).astype(np.float64) if st.conv_wraps else out
         sums = sums.reshape(t_steps, batch, *st.layer.out_shape)
         if st.c_cuba is not None:
-            out: np.ndarray = st.c_cuba(sums, _saturating(st, t_steps))
-            return out
+            spikes: np.ndarray = st.c_cuba(sums, _saturating(st, t_steps))
+            return spikes
         return self._lif(st, sums.astype(np.float64) * (1 << STATE_SHIFT))
 
     @staticmethod
