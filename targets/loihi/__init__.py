@@ -68,7 +68,15 @@ class LoihiTarget(Target):
         if analysis.violations:
             return analysis.violations
         if not analysis.lowerable:
-            return [Violation("(model)", "unsupported-layer", "no synapse + neuron layer found", "")]
+            return [
+                Violation(
+                    "(model)",
+                    "unsupported-layer",
+                    "no synapse + neuron layer found",
+                    "a Loihi network is a sequence of nn.Linear / nn.Conv2d synapses, each followed by "
+                    "a CubaLIF",
+                )
+            ]
         _, _, violations = plan_network(analysis.layers, program.input_shape, options)
         return violations
 

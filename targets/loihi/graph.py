@@ -303,8 +303,10 @@ def _classify(node: fx.Node, root: nn.Module, w: _Walker) -> tuple[str, nn.Modul
     fn = _fn_name(node.target)
     tensor_args = [a for a in node.args if isinstance(a, fx.Node)]
     if node.target in _MERGE_FN or fn in _MERGE_NAMES:
-        if len(tensor_args) >= 2:
+        if len(tensor_args) >= 2 and fn.lstrip("i").rstrip("_") in ("add", "sub"):
             w.add(label, "residual-add", f"{fn} merges two branches of the graph")
+        elif len(tensor_args) >= 2:
+            w.add(label, "unsupported-op", f"elementwise {fn} of two branches (gating)", "residual-add")
         else:
             w.add(label, "unsupported-op", f"elementwise {fn} with a constant", "unsupported-layer")
         return "", None, label
