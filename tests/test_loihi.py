@@ -464,6 +464,33 @@ def test_an_ann_with_pooling_and_residual_adds_gets_the_why_not_table(cli_proc, 
     assert not out.exists()
 
 
+class _TinyResNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2)
+        )
+        self.block = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.head(x + self.block(x))
+
+
+def test_an_exported_ann_file_gets_the_same_table(cli, tmp_path):
+    path = tmp_path / "tiny.pt2"
+    model = _TinyResNet().eval()
+    torch.export.save(torch.export.export(model, (torch.rand(1, 1, 8, 8),)), str(path))
+    res = cli("check", str(path), "--target", "loihi", "--json")
+    assert res.exit_code == 4, res.stderr
+    rows = json.loads(res.stdout)["violations"]
+    rules = [r["rule"] for r in rows]
+    assert {"not-spiking", "pooling", "residual-add", "batchnorm", "non-spiking-activation"} <= set(rules)
+    assert rules.count("pooling") == 2 and rules.count("residual-add") == 1
+    assert "unsupported-op" not in rules and "unsupported-layer" not in rules, rows
+
+
 # ---- CLI -------------------------------------------------------------------------------------------
 def test_cli_compile_run_and_verify(cli, tmp_path):
     out = tmp_path / "mlp-t8"

@@ -113,7 +113,30 @@ _ACT_FN = {
 _MERGE_FN = {operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul}
 _MERGE_NAMES = {"add", "add_", "sub", "mul", "mul_", "iadd"}
 _CAT_NAMES = {"cat", "concat", "concatenate", "stack", "hstack", "vstack"}
-_PASS_NAMES = {"dropout", "identity", "contiguous", "clone", "detach"}
+_PASS_NAMES = {
+    "dropout",
+    "identity",
+    "contiguous",
+    "clone",
+    "detach",
+    "alias",
+    "_assert_tensor_metadata",
+    "sym_size",
+    "sym_numel",
+    "_check",
+    "_check_is_size",
+}
+# dense compute of an ANN (conv / linear written as functions, e.g. in a torch.export graph): these are
+# synapses, not violations; the ANN's activations, norms and pooling around them are reported
+_SYNAPSE_FN = {"conv2d", "convolution", "linear", "addmm", "mm", "matmul", "conv1d", "conv3d"}
+_BN_FN = {
+    "batch_norm",
+    "native_batch_norm",
+    "_native_batch_norm_legit_no_training",
+    "_native_batch_norm_legit_functional",
+    "_native_batch_norm_legit",
+}
+_SHAPE_FN = {"view", "reshape", "permute", "transpose", "t", "expand", "squeeze", "unsqueeze", "size", "dim"}
 
 HINTS = {
     "not-spiking": "build it from edgec.snn layers (a CubaLIF after every nn.Linear / nn.Conv2d) and train "
@@ -201,6 +224,10 @@ def _node_label(node: fx.Node) -> str:
 
 
 def _fn_name(target: Any) -> str:
+    """``relu`` for F.relu, torch.relu, Tensor.relu and an exported program's ``aten.relu.default``."""
+    packet = getattr(target, "overloadpacket", None)  # torch.ops.aten.X.overload (torch.export graphs)
+    if packet is not None:
+        return str(getattr(packet, "__name__", packet)).split(".")[-1]
     return str(getattr(target, "__name__", target)).split(".")[-1]
 
 
@@ -296,6 +323,8 @@ def _classify(node: fx.Node, root: nn.Module, w: _Walker) -> tuple[str, nn.Modul
     """Role of one fx node: synapse | neuron | flatten | '' (pass-through); adds violation rows."""
     if node.op == "call_module":
         name = str(node.target)
+        if name.startswith("_guards"):  # torch.export's input guards, not a layer
+            return "", None, name
         m = root.get_submodule(name)
         inner = m.module if isinstance(m, TimeDistributed) else m
         return _classify_module(name, inner, w), inner, name
@@ -319,7 +348,17 @@ def _classify(node: fx.Node, root: nn.Module, w: _Walker) -> tuple[str, nn.Modul
     if fn in _ACT_FN:
         w.add(label, "non-spiking-activation", f"{fn}", "activation")
         return "", None, label
-    if fn in _PASS_NAMES:
+    if fn in _PASS_NAMES or fn.startswith("_guards"):
+        return "", None, label
+    if fn in _BN_FN:
+        w.add(label, "batchnorm", fn)
+        return "", None, label
+    if fn == "mean" and not w.snn:
+        w.add(label, "pooling", "mean over the spatial axes (global average pooling)", "avgpool")
+        return "", None, label
+    if fn in _SYNAPSE_FN:
+        if w.snn:
+            w.add(label, "unsupported-op", f"{fn} as a function call", "unsupported-layer")
         return "", None, label
     if fn == "flatten":
         start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
@@ -327,10 +366,7 @@ def _classify(node: fx.Node, root: nn.Module, w: _Walker) -> tuple[str, nn.Modul
         if w.snn and (start != 2 or end != -1):
             w.add(label, "flatten", f"flatten(start_dim={start}, end_dim={end}) on time-major input")
         return ("flatten" if w.snn else ""), None, label
-    if (node.op == "call_method" and fn in ("view", "reshape", "size", "dim")) or fn in (
-        "getattr",
-        "getitem",
-    ):
+    if fn in _SHAPE_FN or fn in ("getattr", "getitem"):
         if w.snn and fn in ("view", "reshape"):
             w.add(label, "unsupported-op", f"Tensor.{fn} (shape changes other than flatten)", "flatten")
         return "", None, label
