@@ -227,3 +227,18 @@ def test_cli_run_backend_lava_equals_the_emulator(cli, loihi_mlp, tmp_path):
     np.testing.assert_array_equal(outs["lava"], outs["emulator"])
     enc = encode_spikes(x, 16, {"kind": "rate", "gain": 1.0, "seed": 0})
     assert enc.shape == (16, 3, 1, 8, 8)
+
+
+def test_fresh_networks_follow_the_buffered_emulator_step_for_step(loihi_cnn):
+    """Lava's raw timeline (one fresh netx network per sample, no resets): every Dense / Conv delivers a
+    step late and layers integrate their bias before the first spikes arrive (the CNN's first layer has
+    one); the emulator's ``buffered=True`` mode reproduces it step for step."""
+    from edgec.targets.loihi.lava_backend import run_lava_fresh
+
+    net = read_netx(loihi_cnn / "network.net")
+    x, _ = edgec.open_dataset("builtin:digits:holdout").arrays(3)
+    spikes = encode_spikes(x, 16, {"kind": "rate", "gain": 1.0, "seed": 0})
+    padded = np.concatenate([spikes, np.zeros((net.latency + 2, *spikes.shape[1:]), dtype=np.uint8)])
+    lava = run_lava_fresh(loihi_cnn / "network.net", net, padded)
+    assert lava.shape == (16 + net.latency + 2, 3, 10) and lava.any()
+    np.testing.assert_array_equal(lava, Emulator(net).run(padded, buffered=True))

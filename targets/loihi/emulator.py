@@ -289,10 +289,13 @@ class Emulator:
         ]
 
     # ---- running --------------------------------------------------------------------------------
-    def run(self, spikes: np.ndarray, *, record: bool = False) -> Any:
+    def run(self, spikes: np.ndarray, *, record: bool = False, buffered: bool = False) -> Any:
         """Binary spikes ``[T, B, *input_shape]`` -> output spikes ``[T, B, *output_shape]`` (uint8).
 
         With ``record=True`` returns ``(output, [spikes of every neuron layer, in order])``.
+        ``buffered=True`` gives Lava's raw timeline of a fresh network without resets: every synapse
+        delivers its input one step late (Dense / Conv ``a_buff``), every layer integrates from step 0
+        (its bias included) -- pad the input with L zero steps to see its last steps through.
         """
         x = np.asarray(spikes)
         shape = tuple(self.net.input_shape)
@@ -311,12 +314,12 @@ class Emulator:
         recorded: list[np.ndarray] = []
         cur = x.view(np.uint8)
         for st in self.stages:
-            cur = self._run_stage(st, cur)
+            cur = self._run_stage(st, cur, buffered)
             if record and st.kind != "flatten":
                 recorded.append(cur)
         return (cur, recorded) if record else cur
 
-    def _run_stage(self, st: _Stage, s: np.ndarray) -> np.ndarray:
+    def _run_stage(self, st: _Stage, s: np.ndarray, buffered: bool = False) -> np.ndarray:
         t_steps, batch = s.shape[:2]
         if st.kind == "flatten":
             return s.reshape(t_steps, batch, -1)
@@ -346,6 +349,8 @@ class Emulator:
             ).numpy()
             sums = _wrap24(out.astype(np.int64)).astype(np.float64) if st.conv_wraps else out
         sums = sums.reshape(t_steps, batch, *st.layer.out_shape)
+        if buffered:  # the synapse's one-step buffer: step t integrates what arrived at t - 1
+            sums = np.concatenate([np.zeros_like(sums[:1]), sums[:-1]])
         if st.c_cuba is not None:
             spikes: np.ndarray = st.c_cuba(sums, _saturating(st, t_steps))
             return spikes

@@ -47,26 +47,19 @@ def _from_lava(y: np.ndarray) -> np.ndarray:
     return np.moveaxis(y, -1, 0)
 
 
-def run_lava(net_path: str | Path, net: Netlist, spikes: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    """Binary spikes ``[T, N, *input_shape]`` -> Lava's output spikes ``[T, N, *output_shape]`` (uint8).
-
-        Returns the spikes and timing facts (steps, seconds, steps per second with and without Lava's compile
-    and first step, Lava versions). The run is one step, then the rest: the same simulation, timed apart.
-    """
-    x = np.asarray(spikes)
-    if x.ndim != len(net.input_shape) + 2 or tuple(x.shape[2:]) != tuple(net.input_shape):
-        raise DataError(f"spikes of shape {tuple(x.shape)} do not fit the network input {net.input_shape}")
-    t_steps, n = int(x.shape[0]), int(x.shape[1])
-    latency = net.latency
-    steps = n * t_steps + latency
-    # a leading flatten is not a Lava process: netx's first dense takes the flat vector itself
-    in_shape = net.layers[0].out_shape if net.layers and net.layers[0].kind == "flatten" else net.input_shape
-    stream = np.zeros((steps, *in_shape), dtype=np.float64)
-    stream[: n * t_steps] = x.transpose(1, 0, *range(2, x.ndim)).reshape(n * t_steps, *in_shape)
+def _simulate(
+    net_path: str | Path, in_shape: tuple[int, ...], stream: np.ndarray, *, reset_interval: int | None
+) -> tuple[np.ndarray, float, float]:
+    """Run ``stream`` [steps, *in_shape] through netx in fixed_pt; returns the output [steps, *out] and
+    the seconds of the whole run and of the steps after the first (Lava compiles on the first)."""
     lava = load_lava()
+    steps = stream.shape[0]
     started = time.perf_counter()
     with quiet_stdout():
-        network = lava.Network(net_config=str(net_path), reset_interval=t_steps, reset_offset=1)
+        kwargs: dict[str, Any] = (
+            {"reset_interval": reset_interval, "reset_offset": 1} if reset_interval else {}
+        )
+        network = lava.Network(net_config=str(net_path), **kwargs)
         if tuple(network.inp.shape) != _to_lava(stream[:1]).shape[:-1]:
             raise DataError(f"netx built an input port of shape {network.inp.shape} for input {in_shape}")
         source = lava.Source(data=_to_lava(stream))
@@ -88,8 +81,36 @@ def run_lava(net_path: str | Path, net: Netlist, spikes: np.ndarray) -> tuple[np
                 network.stop()
             except Exception as exc:  # the run already failed or finished; stopping is cleanup
                 log.debug("network.stop(): %s", exc)
-    elapsed = time.perf_counter() - started
-    out = _from_lava(np.asarray(data))  # [steps, *out]
+    return _from_lava(np.asarray(data)), time.perf_counter() - started, steady
+
+
+def _lava_input_shape(net: Netlist) -> tuple[int, ...]:
+    # a leading flatten is not a Lava process: netx's first dense takes the flat vector itself
+    return net.layers[0].out_shape if net.layers and net.layers[0].kind == "flatten" else net.input_shape
+
+
+def _check(net: Netlist, x: np.ndarray) -> None:
+    if x.ndim != len(net.input_shape) + 2 or tuple(x.shape[2:]) != tuple(net.input_shape):
+        raise DataError(f"spikes of shape {tuple(x.shape)} do not fit the network input {net.input_shape}")
+
+
+def run_lava(net_path: str | Path, net: Netlist, spikes: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """Binary spikes ``[T, N, *input_shape]`` -> Lava's output spikes ``[T, N, *output_shape]`` (uint8),
+    all samples in one network separated by ``reset_interval = T`` (module docstring).
+
+    Returns the spikes and timing facts (steps, seconds, steps per second with and without Lava's compile
+    and first step, Lava versions). The run is one step, then the rest: the same simulation, timed apart.
+    """
+    x = np.asarray(spikes)
+    _check(net, x)
+    t_steps, n = int(x.shape[0]), int(x.shape[1])
+    latency = net.latency
+    steps = n * t_steps + latency
+    in_shape = _lava_input_shape(net)
+    stream = np.zeros((steps, *in_shape), dtype=np.float64)
+    stream[: n * t_steps] = x.transpose(1, 0, *range(2, x.ndim)).reshape(n * t_steps, *in_shape)
+    lava = load_lava()
+    out, elapsed, steady = _simulate(net_path, in_shape, stream, reset_interval=t_steps)
     windows = np.stack(
         [out[k * t_steps + latency : k * t_steps + latency + t_steps] for k in range(n)], axis=1
     )
@@ -104,3 +125,21 @@ def run_lava(net_path: str | Path, net: Netlist, spikes: np.ndarray) -> tuple[np
         "versions": lava.versions,
     }
     return windows.astype(np.uint8), facts
+
+
+def run_lava_fresh(net_path: str | Path, net: Netlist, spikes: np.ndarray) -> np.ndarray:
+    """Each sample in a fresh netx network without resets: Lava's raw timeline (uint8).
+
+    ``spikes`` [H, N, *input_shape] (pad with zero steps to see the last inputs through the L buffered
+    synapses) -> output spikes [H, N, *output_shape], step for step as Lava produces them; compare
+    with ``Emulator.run(spikes, buffered=True)``. Slow: one Lava compile per sample.
+    """
+    x = np.asarray(spikes)
+    _check(net, x)
+    in_shape = _lava_input_shape(net)
+    outs = []
+    for k in range(x.shape[1]):
+        stream = x[:, k].reshape(x.shape[0], *in_shape).astype(np.float64)
+        out, _, _ = _simulate(net_path, in_shape, stream, reset_interval=None)
+        outs.append(out)
+    return np.stack(outs, axis=1).astype(np.uint8)
