@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 NET_FILE = "network.net"
 NIR_FILE = "network.nir"
-#: samples Lava simulates in ``verify --backend lava`` without --limit (Lava runs ~tens of steps/s)
+#: samples Lava simulates in ``verify --backend lava`` without --limit (Lava simulates only tens to
+#: hundreds of steps per second)
 LAVA_DEFAULT_SAMPLES = 20
 #: largest drop of holdout accuracy from the float SNN to the deployed network that verify accepts
 MAX_ACCURACY_DROP = 0.01
