@@ -80,7 +80,7 @@ def _lava_dense_load(w: np.ndarray) -> tuple[np.ndarray, int, int]:
 
     from edgec.targets.loihi.lava_compat import quiet_stdout
 
-    with quiet_stdout():  # netx prints its clipping warnings
+    with quiet_stdout(), np.errstate(divide="ignore"):  # netx prints warnings, divides by a zero max
         w2, bits, exp, _ = optimize_weight_bits(w.copy())
     mode = determine_sign_mode(w2)
     w3 = truncate_weights(clip_weights(w2, mode, num_bits=8), mode, bits)
