@@ -48,8 +48,6 @@ def build_report(
     """
     from edgec import api
     from edgec.artifact import Artifact
-    from edgec.loading import load_program
-    from edgec.passes import PassManager
     from edgec.target import get_target
 
     if isinstance(model, (str, Path)) and Path(model).is_dir():
@@ -72,16 +70,7 @@ def build_report(
         return report
 
     tgt = get_target(config.target)
-    program = load_program(
-        model,
-        arch=config.arch,
-        input_shape=config.input_shape,
-        trust_pickle=config.trust_pickle,
-        timesteps=config.timesteps,
-    )
-    passes = tgt.prepare_passes(program, config)
-    if passes:
-        program = PassManager(passes).run(program, api._context(config, program, tgt, passes, progress))
+    program, violations = api.check(model, config=config, progress=progress)  # what the target would lower
     dataset = api._open_data(data or config.calib, program, "calibration")
     energy = tgt.estimate_energy(program, dataset, config, samples=samples, weight_bits=weight_bits)
     if energy is None:
@@ -89,7 +78,6 @@ def build_report(
             f"target '{tgt.name}' has no energy cost table yet",
             hint="see `edgec targets`; a target declares its tables in Target.cost_tables",
         )
-    violations = tgt.check(program, config)
     if violations:
         energy["notes"].append(
             f"target '{tgt.name}' cannot compile this model as it is ({len(violations)} violation(s), "
