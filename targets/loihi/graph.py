@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
+from edgec.layers import ACTIVATIONS, POOLS, SOFTMAX
 from edgec.program import Program
 from edgec.snn import CubaLIF, TimeDistributed, is_binary_encoder, is_spiking_neuron, run_model
 from edgec.target import Violation
@@ -46,38 +47,8 @@ from .netlist import conv_out_shape
 log = logging.getLogger(__name__)
 
 _FOREIGN_SNN_PACKAGES = ("snntorch", "norse", "spikingjelly", "sinabs", "lava", "rockpool", "spyx")
-_POOL = (
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.MaxPool3d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d,
-    nn.LPPool2d,
-)
-_ACT = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Softmax,
-    nn.LogSoftmax,
-    nn.Softplus,
-)
+_POOL = POOLS
+_ACT = (*ACTIVATIONS, *SOFTMAX)
 _NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm2d)
 _PASS = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 _POOL_FN = {
