@@ -349,16 +349,7 @@ def _gate_markdown(gate: GateResult) -> list[str]:
     ]
     out += _table(
         ["metric", "baseline", "current", "change", ""],
-        [
-            [
-                d.metric,
-                f"{d.baseline:.6g} {d.unit}",
-                f"{d.current:.6g} {d.unit}",
-                "new" if d.change is None else f"{d.change:+.2%}",
-                "**regressed**" if d.regressed else "ok",
-            ]
-            for d in gate.deltas
-        ],
+        [[*d.cells(), "**regressed**" if d.regressed else "ok"] for d in gate.deltas],
     )
     for n in gate.notes:
         out += ["", f"> {n}"]
@@ -521,13 +512,7 @@ def render_terminal(
         for col in ("metric", "baseline", "current", "change", "status"):
             gt.add_column(col)
         for d in gate.deltas:
-            gt.add_row(
-                d.metric,
-                f"{d.baseline:.6g}",
-                f"{d.current:.6g}",
-                "new" if d.change is None else f"{d.change:+.2%}",
-                "[red]regressed[/]" if d.regressed else "ok",
-            )
+            gt.add_row(*d.cells(units=False), "[red]regressed[/]" if d.regressed else "ok")
         console.print(gt)
         for n in gate.notes:
             console.print(f"note: {n}", highlight=False)

@@ -49,6 +49,12 @@ class MetricDelta:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def cells(self, *, units: bool = True) -> list[str]:
+        """metric, baseline, current, relative change: one table row for every renderer."""
+        unit = f" {self.unit}" if units else ""
+        change = "new" if self.change is None else f"{self.change:+.2%}"
+        return [self.metric, f"{self.baseline:.6g}{unit}", f"{self.current:.6g}{unit}", change]
+
 
 @dataclass
 class GateResult:

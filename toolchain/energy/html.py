@@ -178,16 +178,7 @@ def _table(headers: list[str], rows: list[list[Any]], left: int = 1, text: tuple
 
 def _gate_html(gate: GateResult) -> str:
     status = '<span class="ok">PASSED</span>' if gate.passed else '<span class="fail">FAILED</span>'
-    rows = [
-        [
-            d.metric,
-            f"{d.baseline:.6g} {d.unit}",
-            f"{d.current:.6g} {d.unit}",
-            "new" if d.change is None else f"{d.change:+.2%}",
-            "regressed" if d.regressed else "ok",
-        ]
-        for d in gate.deltas
-    ]
+    rows = [[*d.cells(), "regressed" if d.regressed else "ok"] for d in gate.deltas]
     notes = "".join(f"<li>{_e(n)}</li>" for n in gate.notes)
     return (
         f'<h2 id="gate">Regression gate: {status}</h2><p>{_e(gate.summary())}</p>'
