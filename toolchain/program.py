@@ -24,8 +24,10 @@ if TYPE_CHECKING:  # torch is heavy: imported lazily so `edgec --help` stays fas
     import torch
     from torch import nn
 
+    from edgec.quant import LayerQuant
+
 ModelKind = Literal["ann", "snn"]
-SourceFormat = Literal["zoo", "state_dict", "torchscript", "export", "pickle", "module"]
+SourceFormat = Literal["zoo", "state_dict", "torchscript", "export", "pickle", "module", "program"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,10 @@ class Program:
     name: str = "model"
     metadata: dict[str, Any] = field(default_factory=dict)  # class names, dataset, zoo facts, ...
     history: list[PassRecord] = field(default_factory=list)
+    #: per-layer weight grids and state widths learned by compression passes (edgec.quant), by module name
+    quant: dict[str, LayerQuant] = field(default_factory=dict)
+    #: structural changes made by passes (pruned channels, swapped neurons), replayed by edgec.store
+    edits: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.kind not in ("ann", "snn"):

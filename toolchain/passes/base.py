@@ -17,6 +17,7 @@ from edgec.progress import NullProgress, Progress
 if TYPE_CHECKING:
     from edgec.config import CompileConfig
     from edgec.data import Dataset
+    from edgec.finetune import FinetuneOptions
     from edgec.target import Target
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,10 @@ class PassContext:
     target: Target | None = None
     progress: Progress = field(default_factory=NullProgress)
     seed: int = 0
+    #: held-out labelled data: training passes report accuracy on it and keep their best epoch
+    holdout: Dataset | None = None
+    #: options of the shared fine-tuning loop (--epochs, --lr, --batch-size, --seed, --device)
+    finetune: FinetuneOptions | None = None
 
 
 class Pass(ABC):
