@@ -136,10 +136,55 @@ def train_digits_snn_cnn() -> tuple[nn.Module, float]:
     return model, fit_spiking(model, epochs=8, lr=3e-3, qat_epochs=3)
 
 
+def train_with_core_loop(model: nn.Module, *, epochs: int, lr: float, seed: int = 0) -> tuple[nn.Module, float]:
+    """Train a spiking zoo model with edgec's own fine-tuning loop (:mod:`edgec.finetune`): BPTT with the
+    surrogate gradient, fresh rate-coding noise per step, Adam + cosine, the last epoch kept (the holdout
+    is not used to pick an epoch)."""
+    from edgec.finetune import FinetuneOptions, evaluate, finetune
+    from edgec.program import Program
+
+    program = Program(
+        module=model,
+        example_input=torch.zeros(1, 1, 8, 8),
+        kind="snn",
+        timesteps=int(getattr(model, "timesteps")),  # noqa: B009
+        encoder=dict(getattr(model, "encoder")),  # noqa: B009
+    )
+    options = FinetuneOptions(epochs=epochs, lr=lr, seed=seed)
+    finetune(program, open_dataset("builtin:digits:train"), None, options, description="training")
+    x_ho, y_ho = open_dataset("builtin:digits:holdout").arrays()
+    assert y_ho is not None
+    return model, evaluate(program, model, x_ho, y_ho)
+
+
+def train_digits_snn_vgg() -> tuple[nn.Module, float]:
+    from edgec.models.spiking_vgg import SpikingVGG
+
+    torch.manual_seed(0)
+    return train_with_core_loop(SpikingVGG(), epochs=6, lr=3e-3)
+
+
+def train_digits_snn_resnet() -> tuple[nn.Module, float]:
+    from edgec.models.spiking_resnet import SpikingResNet
+
+    torch.manual_seed(0)
+    return train_with_core_loop(SpikingResNet(), epochs=6, lr=3e-3)
+
+
+def train_digits_sdt() -> tuple[nn.Module, float]:
+    from edgec.models.spike_driven_transformer import SpikeDrivenTransformer
+
+    torch.manual_seed(0)
+    return train_with_core_loop(SpikeDrivenTransformer(), epochs=10, lr=3e-3)
+
+
 TRAINERS: dict[str, Callable[[], tuple[nn.Module, float]]] = {
     "digits-cnn": train_digits_cnn,
     "digits-snn-mlp": train_digits_snn_mlp,
     "digits-snn-cnn": train_digits_snn_cnn,
+    "digits-snn-vgg": train_digits_snn_vgg,
+    "digits-snn-resnet": train_digits_snn_resnet,
+    "digits-sdt": train_digits_sdt,
 }
 
 
