@@ -136,7 +136,9 @@ def train_digits_snn_cnn() -> tuple[nn.Module, float]:
     return model, fit_spiking(model, epochs=8, lr=3e-3, qat_epochs=3)
 
 
-def train_with_core_loop(model: nn.Module, *, epochs: int, lr: float, seed: int = 0) -> tuple[nn.Module, float]:
+def train_with_core_loop(
+    model: nn.Module, *, epochs: int, lr: float, seed: int = 0
+) -> tuple[nn.Module, float]:
     """Train a spiking zoo model with edgec's own fine-tuning loop (:mod:`edgec.finetune`): BPTT with the
     surrogate gradient, fresh rate-coding noise per step, Adam + cosine, the last epoch kept (the holdout
     is not used to pick an epoch)."""
