@@ -48,10 +48,10 @@ def breakdown(model: str) -> dict[str, float]:
 
     t["import torch + torchvision"] = time.perf_counter() - t0
     from edgec.config import load_config
-    from edgec.energy.analyze import count_program, energy_section, target_comparison
-    from edgec.energy.html import render_html
+    from edgec.energy.analyze import count_program, energy_section
     from edgec.loading import load_program
-    from edgec.report import render_markdown
+    from edgec.report import build_report, render_html, render_markdown
+    from edgec.target import cost_table_catalogue
 
     t0 = time.perf_counter()
     program = load_program(model)
@@ -66,20 +66,13 @@ def breakdown(model: str) -> dict[str, float]:
         None,
         table="cmos45-fp32",
         target="cpu",
-        comparison=target_comparison(program, cfg),
+        comparison=cost_table_catalogue(),
         counts=counts,
     )
     t["price for every target"] = time.perf_counter() - t0
-    report = {
-        "schema_version": 1,
-        "edgec_version": "bench",
-        "created": "",
-        "target": "cpu",
-        "program": program.describe(),
-        "energy": section,
-    }
+    report = build_report(program, target="cpu", config=cfg, energy=section)
     t0 = time.perf_counter()
-    json.dumps(report)
+    report.to_json()
     render_markdown(report)
     render_html(report)
     t["render json + md + html"] = time.perf_counter() - t0

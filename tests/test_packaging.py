@@ -61,3 +61,80 @@ def test_shipped_weights_are_package_data():
     for entry in ZOO.values():
         if entry.weights:
             assert (resources.files("edgec.models") / "weights" / entry.weights).is_file(), entry.name
+
+
+def _module_files() -> dict[str, Path]:
+    """Every module of the installed namespace, by dotted name."""
+    mods = {}
+    for folder, pkg in FOLDERS.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            mods[".".join([pkg, *parts])] = path
+    return mods
+
+
+def _runtime_imports(path: Path, name: str, mods: dict[str, Path]) -> set[str]:
+    """edgec modules ``name`` imports when it runs: top-level and inside functions (lazy imports
+    close a cycle as surely as eager ones), but not under ``if TYPE_CHECKING:``."""
+    import ast
+
+    def resolve(dotted: str) -> str | None:
+        while dotted and dotted not in mods:
+            dotted = dotted.rpartition(".")[0]
+        return dotted or None
+
+    tree = ast.parse(path.read_text())
+    type_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for stmt in node.body
+        for n in ast.walk(stmt)
+    }
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package
+                for _ in range(node.level - 1):
+                    anchor = anchor.rpartition(".")[0]
+                base = f"{anchor}.{base}" if base else anchor
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+        else:
+            continue
+        found |= {t for t in map(resolve, targets) if t and t != name}
+    return found
+
+
+def test_no_module_imports_itself_back_through_another():
+    """The import graph of every edgec module, lazy imports included, has no cycle."""
+    mods = _module_files()
+    graph = {name: _runtime_imports(path, name, mods) for name, path in mods.items()}
+    assert {"edgec.api", "edgec.report", "edgec.energy.analyze", "edgec.target"} <= set(graph)
+    cycles = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*path[path.index(nxt) :], nxt]))
+            elif nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)

@@ -10,7 +10,7 @@ import pytest
 
 from edgec.energy.gate import compare
 from edgec.energy.measured import Measurement, attach_measurement
-from edgec.report import render_markdown
+from edgec.report import Report, render_markdown
 
 
 def report_json(cli, *args: str) -> dict:
@@ -122,22 +122,72 @@ def test_report_of_compiled_artifact(digits_int8, cli):
     assert rendered["energy"]["totals"] == stored["energy"]["totals"]
 
 
-def test_gate_passes_against_itself_and_fails_on_growth(cli, tmp_path, digits_fp32_report):
-    res = cli("report", "zoo:digits-cnn", "--baseline", digits_fp32_report, "--max-increase", "5%")
+def _edited(src: Path, dest: Path, **totals: float) -> Path:
+    """A copy of the baseline ``src`` with some energy totals (or ``energy_j``) replaced."""
+    doc = json.loads(src.read_text())
+    for key, value in totals.items():
+        if key == "energy_j":
+            doc["energy"]["headline"]["energy_j"] = value
+        else:
+            doc["energy"]["totals"][key] = value
+    dest.write_text(json.dumps(doc))
+    return dest
+
+
+def test_gate_passes_against_itself_and_holds_counts_exactly(cli, tmp_path, digits_fp32_report):
+    res = cli("report", "zoo:digits-cnn", "--baseline", digits_fp32_report, "--max-increase", "0%")
     assert res.exit_code == 0, res.stderr
-    # a baseline with 8-bit weights: the fp32 model stores ~3.9x the bytes and spends more energy
-    small = tmp_path / "int8-weights.json"
-    assert cli("report", "zoo:digits-cnn", "--weight-bits", "8", "-o", small).exit_code == 0
+    base = json.loads(digits_fp32_report.read_text())["energy"]
+    macs = base["totals"]["macs"]
+    # a count that changed in either direction fails, however small: a counting bug that lowers MACs
+    # must not pass CI
+    for wrong in (macs + 1, macs - 1):
+        edited = _edited(digits_fp32_report, tmp_path / f"macs-{wrong}.json", macs=wrong)
+        res = cli("report", "zoo:digits-cnn", "--baseline", edited, "--max-increase", "400%")
+        assert res.exit_code == 6, res.stderr
+        assert "baseline changed: run with --update if intended" in res.stderr
+        assert f"macs {(macs - wrong) / wrong:+.2%} ({wrong:,} -> {macs:,} MAC)" in res.stderr
+    edited = _edited(digits_fp32_report, tmp_path / "params.json", params=base["totals"]["params"] + 7)
+    res = cli("report", "zoo:digits-cnn", "--baseline", edited)
+    assert res.exit_code == 6 and "params" in res.stderr and "macs" not in res.stderr
+
+
+def test_gate_energy_keeps_its_increase_tolerance(cli, tmp_path, digits_fp32_report):
+    energy = json.loads(digits_fp32_report.read_text())["energy"]["headline"]["energy_j"]
+    grew_3 = _edited(digits_fp32_report, tmp_path / "e3.json", energy_j=energy / 1.03)
+    grew_10 = _edited(digits_fp32_report, tmp_path / "e10.json", energy_j=energy / 1.10)
+    fell = _edited(digits_fp32_report, tmp_path / "fell.json", energy_j=energy * 2)
+    assert cli("report", "zoo:digits-cnn", "--baseline", grew_3, "--max-increase", "5%").exit_code == 0
+    assert cli("report", "zoo:digits-cnn", "--baseline", fell, "--max-increase", "0%").exit_code == 0
     md = tmp_path / "gate.md"
-    res = cli("report", "zoo:digits-cnn", "--baseline", small, "--max-increase", "5%", "-o", md)
+    res = cli("report", "zoo:digits-cnn", "--baseline", grew_10, "--max-increase", "5%", "-o", md)
     assert res.exit_code == 6, res.stderr
-    assert "regression gate failed" in res.stderr
-    assert "param_bytes" in res.stderr and "energy_j" in res.stderr
-    assert "macs" not in re.findall(r"(\w+) \+", res.stderr)  # unchanged metrics are not listed
+    assert "1 metric(s) grew more than 5.0%" in res.stderr and "energy_j +10.00%" in res.stderr
+    assert "baseline changed" not in res.stderr  # every count is equal
     text = md.read_text()  # the Markdown for the CI comment is written even when the gate fails
-    assert "## Regression gate: FAILED" in text and "**regressed**" in text
-    res = cli("report", "zoo:digits-cnn", "--baseline", small, "--max-increase", "400%")
+    assert "## Regression gate: FAILED" in text and "| energy_j |" in text and "**regressed**" in text
+
+
+def test_gate_update_rewrites_the_baseline(cli, tmp_path, digits_fp32_report):
+    stale = _edited(digits_fp32_report, tmp_path / "base.json", macs=1, energy_j=1e-12)
+    res = cli("report", "zoo:digits-cnn", "--baseline", stale, "--update", "-o", tmp_path / "r.md")
     assert res.exit_code == 0, res.stderr
+    assert f"updated baseline {stale}" in res.stderr
+    assert "baseline changed" in (tmp_path / "r.md").read_text()  # the report shows what changed
+    updated = json.loads(stale.read_text())
+    assert updated["energy"]["totals"] == json.loads(digits_fp32_report.read_text())["energy"]["totals"]
+    assert not list(tmp_path.glob(".base.json*"))  # no temporary file left behind
+    assert cli("report", "zoo:digits-cnn", "--baseline", stale, "--max-increase", "0%").exit_code == 0
+    fresh = tmp_path / "new.json"  # --update also writes the first baseline
+    assert cli("report", "zoo:digits-cnn", "--baseline", fresh, "--update").exit_code == 0
+    assert json.loads(fresh.read_text())["energy"]["totals"] == updated["energy"]["totals"]
+    foreign = tmp_path / "notes.json"  # a file edgec did not write is never overwritten
+    foreign.write_text('{"mine": true}')
+    res = cli("report", "zoo:digits-cnn", "--baseline", foreign, "--update")
+    assert res.exit_code == 2 and "not an edgec report" in res.stderr
+    assert foreign.read_text() == '{"mine": true}'
+    res = cli("report", "zoo:digits-cnn", "--update")
+    assert res.exit_code == 2 and "--baseline" in res.stderr
 
 
 def test_gate_usage_errors(cli, tmp_path, digits_fp32_report):
@@ -161,7 +211,7 @@ def test_measured_energy_replaces_the_estimate(digits_fp32_report):
     )
     assert measured["energy"]["headline"]["source"] == "measured"
     assert measured["energy"]["estimate"] == rep["energy"]["estimate"]  # the estimate stays, beside it
-    text = render_markdown(measured)
+    text = render_markdown(Report.from_dict(measured))
     assert "2.5 µJ per inference, measured (tegrastats VDD_IN over 1000 runs, Orin Nano)" in text
     gate = compare(measured, rep, max_increase=0.05)
     assert "energy_j" not in [d.metric for d in gate.deltas]  # measured vs estimate is not compared

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgec.energy.html import COMPARE, COMPUTE, CURRENT, MEMORY, RATE
+from edgec.report.charts import COMPARE, COMPUTE, CURRENT, MEMORY, RATE
 
 pytestmark = pytest.mark.browser
 

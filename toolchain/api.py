@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import shutil
 import statistics
@@ -21,15 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgec.artifact import (
-    REPORT_JSON,
-    REPORT_MD,
-    SCHEMA_VERSION,
-    Artifact,
-    ArtifactWriter,
-    check_output_dir,
-    write_json,
-)
+from edgec.artifact import REPORT_JSON, REPORT_MD, Artifact, ArtifactWriter, check_output_dir
 from edgec.config import CompileConfig, load_config
 from edgec.data import Dataset, open_dataset
 from edgec.errors import ConstraintViolation, DataError, UsageError, VerificationFailed
@@ -37,6 +28,7 @@ from edgec.loading import load_program
 from edgec.passes import Pass, PassContext, PassManager, get_pass
 from edgec.program import Program, SourceInfo, sha256_of
 from edgec.progress import NullProgress, Progress
+from edgec.report import Report, artifact_report, build_report, stored_config
 from edgec.target import Target, VerifyResult, Violation, get_target
 
 if TYPE_CHECKING:
@@ -169,27 +161,16 @@ def compile(
         lower_s = time.perf_counter() - stage_start
         energy = tgt.estimate_energy(program, calib_data, cfg)
         source_files = _record_source(program, tmp)
-        report = {
-            "schema_version": SCHEMA_VERSION,
-            "edgec_version": _version(),
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "target": tgt.name,
-            "program": program.describe(),
-            "config": cfg.to_dict(),
-            "passes": [r.to_dict() for r in program.history],
-            "stages": {"lower_s": round(lower_s, 3), "total_s": round(time.perf_counter() - started, 3)},
-            "files": _describe_files(tmp, {**lowered.files, **source_files}),
-            "target_report": lowered.report,
-            "energy": energy,
-        }
-        write_json(tmp / REPORT_JSON, report)
-        from edgec.report import render_markdown
-
-        (tmp / REPORT_MD).write_text(render_markdown(report))
-        if energy is not None:
-            from edgec.energy.html import render_html
-
-            (tmp / "report.html").write_text(render_html(report))
+        report = build_report(
+            program,
+            target=tgt.name,
+            config=cfg,
+            energy=energy,
+            files=_describe_files(tmp, {**lowered.files, **source_files}),
+            target_report=lowered.report,
+            stages={"lower_s": round(lower_s, 3), "total_s": round(time.perf_counter() - started, 3)},
+        )
+        _write_reports(tmp, report)
     return Artifact.open(out_dir)
 
 
@@ -207,13 +188,14 @@ def energy_report(
     trust_pickle: bool | None = None,
     config: CompileConfig | None = None,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> Report:
     """The energy report of ``model`` for ``target`` without compiling (or of an artifact directory).
 
-    Returns the report.json document (docs/report-schema.md); render it with :mod:`edgec.report`.
+    A model is counted as the target would lower it (its preparation passes run first, as in
+    ``edgec check``). An artifact's stored report is returned; its energy is recounted from its
+    source model only when ``data``, ``samples`` or ``weight_bits`` ask for other figures (or it
+    has none). Render the result with :mod:`edgec.report`.
     """
-    from edgec.report import build_report
-
     cfg = _config(
         config,
         {
@@ -225,9 +207,53 @@ def energy_report(
             "trust_pickle": trust_pickle,
         },
     )
-    return build_report(
-        model, config=cfg, data=data, samples=samples, weight_bits=weight_bits, progress=progress
-    )
+    if isinstance(model, (str, Path)) and Path(model).is_dir():
+        art = Artifact.open(model)
+        energy = None
+        if (
+            art.report.get("energy") is None
+            or data is not None
+            or samples is not None
+            or weight_bits is not None
+        ):
+            stored = stored_config(Report.from_dict(art.report))
+            program = source_program(art, trust_pickle=cfg.trust_pickle)
+            dataset = _activity_data(data or stored.calib, program, samples)
+            energy = get_target(art.target).estimate_energy(
+                program, dataset, stored, samples=samples, weight_bits=weight_bits
+            )
+        return artifact_report(art, energy=energy)
+    tgt = get_target(cfg.target)
+    program, violations = check(model, config=cfg, progress=progress)  # what the target would lower
+    dataset = _activity_data(data or cfg.calib, program, samples)
+    energy = tgt.estimate_energy(program, dataset, cfg, samples=samples, weight_bits=weight_bits)
+    if energy is None:
+        raise UsageError(
+            f"target '{tgt.name}' has no energy cost table yet",
+            hint="see `edgec targets`; a target declares its tables in Target.cost_tables",
+        )
+    return build_report(program, target=tgt.name, config=cfg, energy=energy, violations=violations)
+
+
+def _activity_data(spec: str | None, program: Program, samples: int | None) -> Dataset | None:
+    """Inputs for the activity counts: ``spec``, else the model's own dataset; ``samples`` needs some."""
+    dataset = _open_data(spec, program, "calibration")
+    if dataset is None and samples is not None:
+        raise UsageError(
+            f"--samples {samples} needs inputs to measure activity on, and this model has no dataset",
+            hint="pass --data SRC (.npz / .npy, an image folder, builtin:NAME, module:function)",
+        )
+    return dataset
+
+
+def _write_reports(out: Path, report: Report) -> None:
+    """report.json, report.md and (with an energy section) report.html of an artifact."""
+    from edgec.report import render_html, render_markdown
+
+    (out / REPORT_JSON).write_text(report.to_json())
+    (out / REPORT_MD).write_text(render_markdown(report))
+    if report.energy is not None:
+        (out / "report.html").write_text(render_html(report))
 
 
 def _model_stem(model: Any) -> str:
@@ -236,12 +262,6 @@ def _model_stem(model: Any) -> str:
     if isinstance(model, (str, Path)):
         return Path(model).stem
     return "model"
-
-
-def _version() -> str:
-    from edgec import __version__
-
-    return __version__
 
 
 def _record_source(program: Program, out: Path) -> dict[str, str]:

@@ -119,18 +119,15 @@ class ArtifactWriter:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
+def json_default(obj: Any) -> Any:
+    """What report.json writes for values ``json`` does not know: numpy / torch scalars and arrays, paths."""
     if isinstance(obj, Path):
         return str(obj)
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars, torch tensors
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")

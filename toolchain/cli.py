@@ -379,6 +379,9 @@ def report_cmd(
         Path | None, typer.Option(help="baseline report.json to gate against (exit code 6 on regression)")
     ] = None,
     max_increase: Annotated[str, typer.Option(help="allowed increase over the baseline, e.g. 5%")] = "5%",
+    update: Annotated[
+        bool, typer.Option("--update", help="rewrite the --baseline file with this report instead of failing")
+    ] = False,
     timesteps: TimestepsOpt = None,
     input_shape: ShapeOpt = None,
     arch: ArchOpt = None,
@@ -389,16 +392,20 @@ def report_cmd(
     """Energy report: MACs, synaptic operations, memory and energy per layer and in total.
 
     Works on a model without compiling it, or on an artifact directory. With --baseline, fails (exit
-    code 6) when any metric grew more than --max-increase, and lists each one.
+    code 6) when a count changed or the energy grew more than --max-increase, and lists each one;
+    --update rewrites the baseline instead.
     """
     from edgec import api
     from edgec.energy.gate import compare, load_baseline, parse_max_increase
     from edgec.errors import RegressionGateFailed, UsageError
-    from edgec.report import format_for, render, render_terminal
+    from edgec.report import format_for, render, render_terminal, write_atomic
 
     fmt = format_for("json" if as_json and fmt is None else fmt, output)
     allowed = parse_max_increase(max_increase)
-    base = load_baseline(baseline) if baseline is not None else None
+    if update and baseline is None:
+        raise UsageError("--update rewrites the baseline: pass --baseline FILE")
+    new_baseline = update and baseline is not None and not baseline.exists()
+    base = load_baseline(baseline) if baseline is not None and not new_baseline else None
     if output is not None and not output.parent.is_dir():
         raise UsageError(f"cannot write '{output}': '{output.parent}' is not a directory")
     cfg = _load_cfg(
@@ -416,7 +423,7 @@ def report_cmd(
         )
     gate = None
     if base is not None:
-        gate = compare(report, base, max_increase=allowed, baseline_name=str(baseline))
+        gate = compare(report.to_dict(), base, max_increase=allowed, baseline_name=str(baseline))
     if fmt == "table":
         render_terminal(report, out, gate=gate)
     else:
@@ -424,25 +431,25 @@ def report_cmd(
         if output is None:
             sys.stdout.write(text)
         else:
-            tmp = output.with_name(output.name + ".tmp")
-            tmp.write_text(text)
-            tmp.replace(output)
+            write_atomic(output, text)
             err.print(f"wrote {output} ({fmt})", highlight=False)
-    if gate is not None and not gate.passed:
+    if update and baseline is not None:
+        write_atomic(baseline, report.to_json())
+        err.print(f"updated baseline {baseline}", highlight=False)
+    elif gate is not None and not gate.passed:
         if fmt != "table":
             _print_regressions(gate, console=err)
         raise RegressionGateFailed(
-            f"energy regression gate failed: {gate.summary()}", gate.regressions, hint="see the table above"
+            f"energy regression gate failed: {gate.summary()}", gate.failures, hint="see the table above"
         )
 
 
 def _print_regressions(gate: Any, *, console: Console) -> None:
-    table = Table(title=f"regressed metrics (allowed +{gate.max_increase:.1%})")
-    for col in ("metric", "baseline", "current", "change"):
+    table = Table(title=f"failed metrics (counts exact, energy allowed +{gate.max_increase:.1%})")
+    for col in ("metric", "baseline", "current", "change", "status"):
         table.add_column(col)
-    for d in gate.regressions:
-        change = "new" if d.change is None else f"{d.change:+.2%}"
-        table.add_row(d.metric, f"{d.baseline:.6g}", f"{d.current:.6g}", change)
+    for d in gate.failures:
+        table.add_row(*d.cells(units=False), d.status)
     console.print(table)
 
 

@@ -159,7 +159,7 @@ class Target(ABC):
         table = self.cost_table(program, config)
         if table is None:
             return None
-        from edgec.energy.analyze import DEFAULT_SAMPLES, energy_section, target_comparison
+        from edgec.energy.analyze import DEFAULT_SAMPLES, energy_section
 
         return energy_section(
             program,
@@ -168,7 +168,7 @@ class Target(ABC):
             target=self.name,
             samples=samples or DEFAULT_SAMPLES,
             weight_bits=weight_bits,
-            comparison=target_comparison(program, config),
+            comparison=cost_table_catalogue(),
         )
 
     @abstractmethod
@@ -247,6 +247,22 @@ def compare_outputs(
 
 def target_names() -> list[str]:
     return sorted(TARGETS)
+
+
+def cost_table_catalogue() -> list[tuple[str, str, str]]:
+    """``(target, variant, table)`` for every registered target and each of its cost tables: what an
+    energy report prices the same counts with to compare targets."""
+    import logging
+
+    rows: list[tuple[str, str, str]] = []
+    for name in target_names():
+        try:
+            tgt = get_target(name)
+        except (ImportError, AttributeError) as exc:  # a target module that cannot load here
+            logging.getLogger(__name__).warning("energy comparison leaves out target '%s': %s", name, exc)
+            continue
+        rows += [(name, variant, table) for variant, table in tgt.cost_tables.items()]
+    return rows
 
 
 def get_target(name: str) -> Target:

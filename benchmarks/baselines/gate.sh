@@ -2,7 +2,7 @@
 # Energy regression gate on the zoo models against the baselines committed here, as users run it
 # in their CI (docs/ci.md). One case per line of cases.txt: NAME and the `edgec report` arguments.
 #
-#   benchmarks/baselines/gate.sh            check every case: exit 6 if any metric grew > 5 %
+#   benchmarks/baselines/gate.sh            check every case: exit 6 if a count changed or energy grew > 5 %
 #   benchmarks/baselines/gate.sh --update   rewrite the baselines (review and commit them deliberately)
 #
 # The Markdown reports (for a pull-request comment) land in edgec-out/ci-reports/NAME.md.
@@ -17,9 +17,9 @@ while read -r name args; do
   case "$name" in '' | '#'*) continue ;; esac
   base="benchmarks/baselines/$name.json"
   if [ "${1:-}" = "--update" ]; then
-    echo "== $name: edgec report $args -o $base" >&2
+    echo "== $name: edgec report $args --baseline $base --update" >&2
     # shellcheck disable=SC2086  # $args holds several words on purpose
-    $EDGEC report $args --format json -o "$base" || status=$?
+    $EDGEC report $args --baseline "$base" --update -o "$OUT/$name.md" || status=$?
   else
     echo "== $name: edgec report $args --baseline $base --max-increase $MAX" >&2
     # shellcheck disable=SC2086

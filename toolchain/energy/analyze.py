@@ -434,19 +434,3 @@ def energy_section(
         "conventions": CONVENTIONS,
         "notes": notes,
     }
-
-
-def target_comparison(program: Program, config: Any) -> list[tuple[str, str, str]]:
-    """``(target, variant, table)`` for every registered target and each of its cost tables."""
-    from edgec.target import get_target, target_names
-
-    rows: list[tuple[str, str, str]] = []
-    for name in target_names():
-        try:
-            tgt = get_target(name)
-        except (ImportError, AttributeError) as exc:  # a target module that cannot load here
-            log.warning("energy comparison leaves out target '%s': %s", name, exc)
-            continue
-        for variant, table in tgt.cost_tables.items():
-            rows.append((name, variant, table))
-    return rows

@@ -1,14 +1,20 @@
 """CI regression gate: compare a report with a baseline report, metric by metric.
 
 ``edgec report MODEL --baseline OLD.json --max-increase 5%`` fails (exit code 6,
-:class:`~edgec.errors.RegressionGateFailed`) when any gated metric grew by more than the allowed
-fraction, and lists each one. A metric regresses when
+:class:`~edgec.errors.RegressionGateFailed`) and lists each failing metric when
+
+* a deterministic count changed in **either direction**: dense MACs, other ops, exact SOPs, SOPs on
+  non-binary input, spikes, neuron updates, parameters, parameter and peak activation bytes. For a
+  fixed model and data these are exact, so any change is a change of the model or of the counter
+  ("baseline changed: run with --update if intended"), never noise;
+* the energy per inference grew by more than the allowed fraction:
 
     (current - baseline) / baseline > max_increase       (baseline > 0)
     current > 0                                          (baseline == 0)
 
 Energy is compared only when both reports were priced with the same cost table (``name@version``)
 or both are measured; otherwise it is skipped with a note, and the counts are still gated.
+``edgec report MODEL --baseline OLD.json --update`` rewrites the baseline (atomically) instead.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ METRICS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "param_bytes": (("totals", "param_bytes"), "B", "parameter memory"),
     "peak_activation_bytes": (("totals", "peak_activation_bytes"), "B", "peak activation memory"),
 }
+#: metrics held exactly: deterministic for a fixed model and data (everything but energy)
+EXACT = frozenset(METRICS) - {"energy_j"}
+CHANGED = "baseline changed: run with --update if intended"
 
 
 @dataclass
@@ -44,16 +53,27 @@ class MetricDelta:
     baseline: float
     current: float
     change: float | None  # relative change; None when the baseline is 0
-    regressed: bool
+    regressed: bool  # energy: grew more than allowed
+    exact: bool = False  # a deterministic count, held exactly
+    changed: bool = False  # an exact count that differs from the baseline (either direction)
+
+    @property
+    def failed(self) -> bool:
+        return self.regressed or self.changed
+
+    @property
+    def status(self) -> str:
+        return "changed" if self.changed else "regressed" if self.regressed else "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "status": self.status}
 
     def cells(self, *, units: bool = True) -> list[str]:
         """metric, baseline, current, relative change: one table row for every renderer."""
         unit = f" {self.unit}" if units else ""
         change = "new" if self.change is None else f"{self.change:+.2%}"
-        return [self.metric, f"{self.baseline:.6g}{unit}", f"{self.current:.6g}{unit}", change]
+        fmt = _full if self.exact else _g
+        return [self.metric, f"{fmt(self.baseline)}{unit}", f"{fmt(self.current)}{unit}", change]
 
 
 @dataclass
@@ -65,11 +85,21 @@ class GateResult:
 
     @property
     def regressions(self) -> list[MetricDelta]:
+        """Metrics that grew more than allowed (energy)."""
         return [d for d in self.deltas if d.regressed]
 
     @property
+    def changes(self) -> list[MetricDelta]:
+        """Exact counts that differ from the baseline."""
+        return [d for d in self.deltas if d.changed]
+
+    @property
+    def failures(self) -> list[MetricDelta]:
+        return [d for d in self.deltas if d.failed]
+
+    @property
     def passed(self) -> bool:
-        return not self.regressions
+        return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,30 +107,43 @@ class GateResult:
             "max_increase": self.max_increase,
             "passed": self.passed,
             "regressions": [d.metric for d in self.regressions],
+            "changed": [d.metric for d in self.changes],
             "deltas": [d.to_dict() for d in self.deltas],
             "notes": self.notes,
         }
 
     def summary(self) -> str:
-        """One line naming every regressed metric (the CLI's error message)."""
+        """One line naming every failing metric (the CLI's error message)."""
         if self.passed:
-            return f"no metric grew more than {self.max_increase:.1%} over {self.baseline}"
-        parts = [
-            f"{d.metric} {_pct(d.change)} ({_g(d.baseline)} -> {_g(d.current)} {d.unit})"
-            for d in self.regressions
-        ]
-        return (
-            f"{len(parts)} metric(s) grew more than {self.max_increase:.1%} over {self.baseline}: "
-            + "; ".join(parts)
-        )
+            return f"every count equals {self.baseline} and no energy grew more than {self.max_increase:.1%}"
+
+        def part(d: MetricDelta) -> str:
+            fmt = _full if d.exact else _g
+            return f"{d.metric} {_pct(d.change)} ({fmt(d.baseline)} -> {fmt(d.current)} {d.unit})"
+
+        out = []
+        if self.changes:
+            out.append(f"{CHANGED} ({'; '.join(part(d) for d in self.changes)})")
+        if self.regressions:
+            out.append(
+                f"{len(self.regressions)} metric(s) grew more than {self.max_increase:.1%} over "
+                f"{self.baseline}: " + "; ".join(part(d) for d in self.regressions)
+            )
+        return "; ".join(out)
 
 
 def _pct(change: float | None) -> str:
     return "new (baseline 0)" if change is None else f"{change:+.2%}"
 
 
+def _full(x: float) -> str:
+    """An exact count in full: every digit that can change (a mean over samples keeps its fraction)."""
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:,}"
+
+
 def _g(x: float) -> str:
-    return f"{x:.4g}"
+    """Counts in full (a change of one MAC must show), other values to 4 significant digits."""
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:.4g}"
 
 
 def parse_max_increase(text: str) -> float:
@@ -185,11 +228,17 @@ def compare(
             c_basis = f"{ch.get('source')} ({ch.get('table') or ch.get('method')})"
             notes.append(f"energy not compared: baseline is {b_basis}, this report {c_basis}")
             continue
-        if b > 0:
-            change: float | None = (c - b) / b
-            regressed = change is not None and change > max_increase * (1 + 1e-9) + 1e-12
-        else:
-            change = None if c > 0 else 0.0
-            regressed = c > 0
+        change: float | None = (c - b) / b if b else (None if c else 0.0)
+        if metric in EXACT:
+            deltas.append(MetricDelta(metric, desc, unit, b, c, change, False, exact=True, changed=c != b))
+            continue
+        grew = change is not None and change > max_increase * (1 + 1e-9) + 1e-12
+        regressed = grew if b > 0 else c > 0
         deltas.append(MetricDelta(metric, desc, unit, b, c, change, regressed))
+    cw, bw = cur.get("workload", {}), base.get("workload", {})
+    if (cw.get("data"), cw.get("samples")) != (bw.get("data"), bw.get("samples")):
+        notes.append(
+            f"the baseline measured activity on {bw.get('samples')} sample(s) of {bw.get('data')}, this "
+            f"report on {cw.get('samples')} of {cw.get('data')}: data-dependent counts cannot be equal"
+        )
     return GateResult(baseline_name, max_increase, deltas, notes)

@@ -10,11 +10,36 @@ See docs/adding-a-pass.md.
 
 from __future__ import annotations
 
-from edgec.passes.base import Pass, PassContext, PassManager, PassResult, get_pass, pass_names
+import dataclasses
+import importlib
+from typing import Any
+
+from edgec.errors import UsageError
+from edgec.passes.base import Pass, PassContext, PassManager, PassResult
 
 # name -> "module:Class". Add a pass here and in docs/adding-a-pass.md's matrix.
 PASSES: dict[str, str] = {
     "fold-bn": "edgec.passes.prepare:FoldBatchNorm",
 }
+
+
+def pass_names() -> list[str]:
+    return sorted(PASSES)
+
+
+def get_pass(name: str, **options: Any) -> Pass:
+    """Instantiate a registered pass by name, with options from the CLI or edgec.toml."""
+    if name not in PASSES:
+        raise UsageError(f"unknown pass '{name}'", hint=f"choose from: {', '.join(pass_names())}")
+    module, _, cls_name = PASSES[name].partition(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        fields = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+        raise UsageError(
+            f"bad options for pass '{name}': {exc}", hint=f"its options are: {', '.join(fields) or 'none'}"
+        ) from None
+
 
 __all__ = ["PASSES", "Pass", "PassContext", "PassManager", "PassResult", "get_pass", "pass_names"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -113,26 +112,3 @@ class PassManager:
             program = result.program.replace(history=[*result.program.history, record])
             done.append(p.name)
         return program
-
-
-def pass_names() -> list[str]:
-    from edgec.passes import PASSES
-
-    return sorted(PASSES)
-
-
-def get_pass(name: str, **options: Any) -> Pass:
-    """Instantiate a registered pass by name, with options from the CLI or edgec.toml."""
-    from edgec.passes import PASSES
-
-    if name not in PASSES:
-        raise UsageError(f"unknown pass '{name}'", hint=f"choose from: {', '.join(pass_names())}")
-    module, _, cls_name = PASSES[name].partition(":")
-    cls = getattr(importlib.import_module(module), cls_name)
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        fields = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
-        raise UsageError(
-            f"bad options for pass '{name}': {exc}", hint=f"its options are: {', '.join(fields) or 'none'}"
-        ) from None
