@@ -9,7 +9,7 @@ STAMP := $(VENV)/.deps-installed
 FILELIST := $(VENV)/.package-files
 PKG_FILES := $(shell find toolchain targets models calibration -type f \( -name '*.py' -o -name '*.pt' -o -name '*.json' \) 2>/dev/null | sort)
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench mutation clean
 setup: $(VENV)/.edgec-installed
 
 $(STAMP): constraints.txt pyproject.toml
@@ -17,7 +17,7 @@ $(STAMP): constraints.txt pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt "numpy<2" torch torchvision onnx onnxruntime onnxscript onnxoptimizer \
 		brevitas nncf typer rich h5py nir scikit-learn matplotlib scipy "networkx<=2.8.7" "asteval<0.10" \
-		"opencv-python-headless<4.11" "pillow<11" pytest ruff mypy
+		"opencv-python-headless<4.11" "pillow<11" pytest pytest-timeout pytest-xdist ruff mypy
 	# lava-nc / lava-dl declare Requires-Python <3.11 and pin torch 2.3: install them without their deps.
 	$(PIP) install -q --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
 	touch $@
@@ -43,6 +43,11 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/cpu_int8.py
+
+# mutation score per module (cosmic-ray; about 1-2 h on 2 cores, not part of CI): benchmarks/results/mutation.md
+mutation: setup
+	$(PIP) install -q -c constraints.txt cosmic-ray
+	nice -n 10 $(PY) benchmarks/mutation.py --label local
 
 clean:
 	rm -rf $(VENV) build *.egg-info

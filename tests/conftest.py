@@ -1,17 +1,164 @@
-"""Shared fixtures: a CLI runner (in-process and as a real subprocess) and compiled artifacts."""
+"""Shared fixtures: a CLI runner (in-process and as a real subprocess) and compiled artifacts; the rules
+every test runs under (a temporary kernel cache, a seed per test, torch's thread count restored) and
+the skips CI cannot take silently (Lava, the C kernel).
+
+Environment a run can set:
+
+- ``EDGEC_REQUIRE_LAVA=1``: Lava missing fails the Lava tests instead of skipping them (CI sets it).
+- ``EDGEC_REQUIRE_CKERNEL=1``: no C compiler fails the C-kernel tests instead of skipping them (CI
+  sets it). A compiler that is there but fails to build the kernel always fails them.
+- ``EDGEC_REQUIRE_BROWSER=1``: see test_report_browser.py.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib
+import logging
 import os
+import random
+import shutil
 import subprocess
 import sys
+import tempfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from edgec.cli import app
+
+# ---- the rules every test runs under ------------------------------------------------------------
+_CACHE_OWNER = "EDGEC_TEST_CACHE_OWNER"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini("timeout_slow", "pytest-timeout limit (s) for tests marked slow", default="600")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow = float(config.getini("timeout_slow"))
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(slow))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The C kernel compiles into EDGEC_CACHE (default ~/.cache/edgec): during tests it goes to a fresh
+    # temporary folder, shared by xdist workers and subprocesses (they inherit the environment).
+    if not os.environ.get(_CACHE_OWNER):
+        os.environ["EDGEC_CACHE"] = tempfile.mkdtemp(prefix="edgec-test-cache-")
+        os.environ[_CACHE_OWNER] = str(os.getpid())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if os.environ.get(_CACHE_OWNER) == str(os.getpid()):
+        shutil.rmtree(os.environ["EDGEC_CACHE"], ignore_errors=True)
+
+
+def test_seed(nodeid: str) -> int:
+    """The seed of one test: a stable hash of its id, so a failure replays alone, in any order or worker."""
+    return zlib.crc32(nodeid.encode())
+
+
+@contextlib.contextmanager
+def seeded_and_restored(nodeid: str) -> Iterator[None]:
+    """Seed Python, numpy and torch for one test; restore torch's thread count after it."""
+    import numpy as np
+    import torch
+
+    seed = test_seed(nodeid)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _replayable_and_restored(request: pytest.FixtureRequest) -> Iterator[None]:
+    with seeded_and_restored(request.node.nodeid):
+        yield
+
+
+# ---- what every artifact promises ----------------------------------------------------------------
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def assert_files_hashed(artifact_dir: Path) -> dict[str, Any]:
+    """Every file report.json lists has the size and sha256 it states (recomputed here), and every file
+    in the artifact but the reports themselves is listed. Returns the report."""
+    import json
+
+    report = json.loads((artifact_dir / "report.json").read_text())
+    listed = set()
+    for role, entry in report["files"].items():
+        path = artifact_dir / entry["path"]
+        assert path.is_file(), f"{role}: {path} is missing"
+        assert entry["sha256"] == sha256_of(path), f"{role}: sha256 of {path} differs from the report"
+        assert entry["bytes"] == path.stat().st_size, role
+        listed.add(path.resolve())
+    present = {p.resolve() for p in artifact_dir.rglob("*") if p.is_file()}
+    reports = {(artifact_dir / f"report.{ext}").resolve() for ext in ("json", "md", "html")}
+    assert present - reports == listed, "files in the artifact that report.json does not list"
+    return report
+
+
+# ---- skips CI cannot take silently --------------------------------------------------------------
+def require_module(name: str, env: str, why: str) -> ModuleType:
+    """Import ``name``; skip if it is missing, unless ``env`` is set: then fail (CI cannot skip it)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        if os.environ.get(env):
+            pytest.fail(f"{name} is required here ({env} is set) but does not import: {exc}", pytrace=False)
+        pytest.skip(f"{name} is not installed ({why})", allow_module_level=True)
+
+
+def c_kernel_or_skip() -> Any:
+    """The Loihi emulator's C kernel. Skips only where there is no C compiler (and EDGEC_REQUIRE_CKERNEL
+    is unset); a compiler that fails to build the source fails the test, with the compiler's message."""
+    from edgec.targets.loihi import ckernel
+
+    if os.environ.get("EDGEC_NO_CKERNEL"):
+        pytest.skip("EDGEC_NO_CKERNEL is set: the emulator runs its numpy path only")
+    lib = ckernel.kernel()
+    if lib is not None:
+        return lib
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        if os.environ.get("EDGEC_REQUIRE_CKERNEL"):
+            pytest.fail("no C compiler here, but EDGEC_REQUIRE_CKERNEL is set", pytrace=False)
+        pytest.skip("no C compiler here: the emulator runs its numpy path only")
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger(ckernel.__name__)
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        ckernel._build()  # again, to get its message
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    pytest.fail(f"the C kernel did not build with {compiler}: {' '.join(messages)}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def c_kernel() -> Any:
+    return c_kernel_or_skip()
 
 
 @dataclass

@@ -171,4 +171,7 @@ def test_library_raises_typed_errors(tmp_path):
         edgec.compile("zoo:nope", out=tmp_path / "a")
     with pytest.raises(ModelError):
         edgec.compile(str(Path(__file__)), out=tmp_path / "b")
-    assert issubclass(ConstraintViolation, edgec.EdgecError)
+    with pytest.raises(ConstraintViolation, match="cannot take this model") as info:  # ResNet on Loihi
+        edgec.compile("zoo:resnet20", target="loihi", out=tmp_path / "c")
+    assert info.value.exit_code == 4 and isinstance(info.value, edgec.EdgecError)
+    assert not (tmp_path / "c").exists()

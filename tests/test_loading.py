@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import assert_files_hashed, sha256_of
 
 import edgec
 from edgec.loading import detect_format, load_program
@@ -58,7 +59,9 @@ def test_each_format_compiles_and_matches_source(fmt, digits_model, holdout, tmp
     art = edgec.compile(str(paths[fmt]), target="cpu", out=tmp_path / "out", **extra)
     rep = art.report
     assert rep["program"]["input_shape"] == [1, 8, 8]  # export: read from the graph
-    assert rep["program"]["source"]["sha256"] == rep["files"]["source_model"]["sha256"]
+    # the user's file, its copy in source/ and every other file: the sha256 the report states is the file's
+    assert rep["program"]["source"]["sha256"] == sha256_of(paths[fmt])
+    assert assert_files_hashed(art.path)["files"]["source_model"]["sha256"] == sha256_of(paths[fmt])
     y = edgec.run(art, holdout[0])
     with torch.no_grad():
         ref = digits_model(torch.from_numpy(holdout[0])).numpy()

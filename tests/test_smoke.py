@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from conftest import assert_files_hashed
 
 
 def test_int8_artifact_is_fast_graph_and_accurate(digits_int8, cli):
-    report = json.loads((digits_int8 / "report.json").read_text())
+    report = assert_files_hashed(digits_int8)
     assert report["schema_version"] == 1
     assert report["target"] == "cpu"
     fusion = report["target_report"]["ort_fusion"]
@@ -22,15 +23,34 @@ def test_int8_artifact_is_fast_graph_and_accurate(digits_int8, cli):
     assert metrics["accuracy_artifact"] >= metrics["accuracy_source"] - 0.005
 
 
-def test_run_writes_outputs(digits_int8, cli, tmp_path):
+def _model_logits(x: np.ndarray) -> np.ndarray:
+    import torch
+
+    from edgec.models import ZOO
+
+    with torch.no_grad():
+        return ZOO["digits-cnn"].build().eval()(torch.from_numpy(x)).numpy()
+
+
+def test_run_outputs_are_the_models_outputs(digits_fp32, digits_int8, cli, tmp_path):
+    """`edgec run` writes what the model computes: FP32 to float precision, INT8 within its quantization
+    error and with the model's top-1 on nearly every sample."""
     from edgec.data import open_dataset
 
-    x, _ = open_dataset("builtin:digits:holdout").arrays(8)
+    x, _ = open_dataset("builtin:digits:holdout").arrays(64)
     np.save(tmp_path / "x.npy", x)
-    res = cli("run", digits_int8, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
-    assert res.exit_code == 0, res.stderr
-    y = np.load(tmp_path / "y.npy")
-    assert y.shape == (8, 10)
+    ref = _model_logits(x)
+    for art, name in ((digits_fp32, "fp32"), (digits_int8, "int8")):
+        res = cli("run", art, "--input", tmp_path / "x.npy", "--output", tmp_path / f"{name}.npy")
+        assert res.exit_code == 0, res.stderr
+        y = np.load(tmp_path / f"{name}.npy")
+        assert y.shape == ref.shape and y.dtype == np.float32
+        if name == "fp32":
+            np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+        else:
+            assert not np.allclose(y, ref, atol=1e-4), "int8 outputs are the float model's: not quantized?"
+            assert np.abs(y - ref).max() < 0.1 * np.abs(ref).max()
+            assert (y.argmax(1) == ref.argmax(1)).mean() >= 62 / 64
 
 
 def test_int8_graph_has_bn_folded_and_u8s8_qdq(digits_int8):

@@ -1,0 +1,334 @@
+"""Mutation testing of the modules whose bugs users would feel most, with cosmic-ray (not part of CI).
+
+    nice -n 10 .venv/bin/python benchmarks/mutation.py --label after [--rev HEAD] [--sample 24] [--seed 0]
+        [--module NAME ...] [--keep]
+
+For each module in MODULES: clone ``--rev`` of this repository into a temporary folder, build there the
+same ``edgec`` link tree the strict editable install builds (pyproject's package-dir, symlinks), so that
+the files cosmic-ray mutates in place are the ones the tests import (``PYTHONPATH`` puts the link tree
+before the installed one); ``cosmic-ray init`` lists every mutant of the module (optionally only those
+inside the named functions), a seeded sample of ``--sample`` of them is kept (the rest are marked
+skipped: a full run of ~3,000 mutants does not fit 2 shared cores), the module's test selection is run
+once unmutated (it must pass; its time sets the per-mutant timeout), then ``cosmic-ray exec`` runs the
+selection against each sampled mutant (``pytest -x``: the first failing test kills it).
+
+Results: ``benchmarks/results/mutation.json`` keeps every labelled run (score per module, the commit,
+the sample and seed, every survivor with its diff); ``benchmarks/results/mutation.md`` is rendered from
+it (before / after side by side, survivors listed). The one-by-one look at the survivors (real bug ->
+test added, or why it is equivalent) is written by hand in benchmarks/results/mutation-survivors.md.
+
+Needs cosmic-ray (``.venv/bin/pip install -c constraints.txt cosmic-ray``; the ``mutation`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    path: str  # the file mutated, relative to the repository root
+    functions: tuple[str, ...]  # only mutants inside these functions / classes (empty: the whole file)
+    tests: tuple[str, ...]  # the pytest selection that covers it (node ids or files, then -k if any)
+    keyword: str = ""
+
+
+# The per-module test selection keeps a mutant's run to seconds; it must cover the module (a test that
+# covers it but is left out here only makes the score pessimistic, never optimistic).
+MODULES = [
+    Module("energy counting", "toolchain/energy/counter.py", (), ("tests/test_energy_counts.py",), "not vit"),
+    Module("energy activity", "toolchain/energy/activity.py", (), ("tests/test_energy_sops.py",)),
+    Module("energy gate", "toolchain/energy/gate.py", (), ("tests/test_report.py",), "gate"),
+    Module(
+        "artifact writing + source check",
+        "toolchain/artifact.py",
+        (),
+        ("tests/test_bad_input.py", "tests/test_loading.py", "tests/test_smoke.py"),
+    ),
+    Module("loading", "toolchain/loading.py", (), ("tests/test_loading.py", "tests/test_bad_input.py")),
+    Module(
+        "verify comparison",
+        "toolchain/target.py",
+        ("compare_outputs",),
+        ("tests/test_loading.py", "tests/test_smoke.py", "tests/test_cli.py", "tests/test_verify.py"),
+        "verify or accurate",
+    ),
+    Module(
+        "loihi lowering",
+        "targets/loihi/lowering.py",
+        (),
+        ("tests/test_loihi.py",),
+        "weight or grid or lower or pruned or quantization or within",
+    ),
+    Module(
+        "loihi emulator",
+        "targets/loihi/emulator.py",
+        (),
+        ("tests/test_loihi.py",),
+        "emulat or kernel or netx or convolution or batch",
+    ),
+    Module(
+        "cpu session",
+        "targets/cpu/__init__.py",
+        ("session",),
+        ("tests/test_smoke.py", "tests/test_loading.py", "tests/test_cli.py"),
+        "run or matches or verify or bench",
+    ),
+]
+
+
+def _link_tree(repo: Path, dest: Path) -> None:
+    """pyproject's package-dir as symlinks (what setuptools' strict editable install builds)."""
+    tool = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapping: dict[str, str] = tool["package-dir"]
+    for package in tool["packages"]:
+        parent = max((p for p in mapping if package == p or package.startswith(p + ".")), key=len)
+        src = repo / mapping[parent] / Path(*package.split(".")[len(parent.split(".")) :])
+        out = dest / Path(*package.split("."))
+        out.mkdir(parents=True, exist_ok=True)
+        for entry in src.iterdir():
+            if entry.name == "__pycache__" or (entry.is_dir() and (entry / "__init__.py").exists()):
+                continue
+            (out / entry.name).symlink_to(entry)
+
+
+def _function_lines(path: Path, names: tuple[str, ...]) -> list[tuple[int, int]]:
+    tree = ast.parse(path.read_text())
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.name in names:
+            spans.append((node.lineno, node.end_lineno or node.lineno))
+    if not spans:
+        raise SystemExit(f"{path}: none of {names} found")
+    return spans
+
+
+def _sample(
+    db_path: Path, module_file: Path, functions: tuple[str, ...], n: int, seed: int
+) -> tuple[int, int]:
+    """Keep a seeded sample of ``n`` mutants (inside ``functions`` if given); mark the rest skipped."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    spans = _function_lines(module_file, functions) if functions else None
+    with use_db(str(db_path), WorkDB.Mode.open) as db:
+        items = sorted(db.pending_work_items, key=lambda w: w.job_id)
+        eligible = [
+            w for w in items if spans is None or any(a <= w.mutations[0].start_pos[0] <= b for a, b in spans)
+        ]
+        # order by what the mutant is, not by its random job id, so a seed picks the same mutants again
+        eligible.sort(
+            key=lambda w: (w.mutations[0].start_pos, w.mutations[0].operator_name, w.mutations[0].occurrence)
+        )
+        keep = {w.job_id for w in random.Random(seed).sample(eligible, min(n, len(eligible)))}
+        for w in items:
+            if w.job_id not in keep:
+                db.set_result(
+                    w.job_id, WorkResult(output="not sampled", worker_outcome=WorkerOutcome.SKIPPED)
+                )
+    return len(eligible), len(keep)
+
+
+def _results(db_path: Path) -> dict[str, object]:
+    from cosmic_ray.work_db import WorkDB, use_db
+
+    killed = survived = incompetent = timeouts = 0
+    survivors = []
+    with use_db(str(db_path), WorkDB.Mode.open) as db:
+        for item, result in db.completed_work_items:
+            if result.worker_outcome == "skipped":
+                continue
+            if result.worker_outcome != "normal" or result.test_outcome == "incompetent":
+                incompetent += 1
+                continue
+            if result.test_outcome == "killed":
+                killed += 1
+                timeouts += result.output == "timeout"
+            else:
+                survived += 1
+                m = item.mutations[0]
+                survivors.append({"line": m.start_pos[0], "operator": m.operator_name, "diff": result.diff})
+    run = killed + survived
+    return {
+        "killed": killed,
+        "survived": survived,
+        "incompetent": incompetent,
+        "timeouts": timeouts,
+        "score": round(killed / run, 3) if run else None,
+        "survivors": sorted(survivors, key=lambda s: s["line"]),
+    }
+
+
+def run_module(
+    mod: Module, repo: Path, env: dict[str, str], work: Path, n: int, seed: int
+) -> dict[str, object]:
+    tests = [t for t in mod.tests if (repo / t.split("::")[0]).exists()]
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
+    if mod.keyword:
+        cmd += ["-k", mod.keyword]
+    t0 = time.perf_counter()
+    base = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=1800)
+    baseline_s = time.perf_counter() - t0
+    if base.returncode != 0:
+        print(f"[{mod.name}] the unmutated tests fail, module skipped:\n{base.stdout[-3000:]}", flush=True)
+        return {
+            "error": "unmutated tests fail",
+            "module": mod.path,
+            "functions": list(mod.functions),
+            "tests": " ".join(tests),
+            "mutants": 0,
+            "baseline_s": round(baseline_s, 1),
+            "survivors": [],
+        }
+    timeout = max(60.0, 3 * baseline_s)
+    slug = mod.path.replace("/", "_").removesuffix(".py")
+    config = work / f"{slug}.toml"
+    test_command = " ".join(f'"{c}"' if " " in c else c for c in cmd)
+    config.write_text(
+        "[cosmic-ray]\n"
+        f'module-path = "{repo / mod.path}"\n'
+        f"timeout = {timeout:.0f}\n"
+        "excluded-modules = []\n"
+        f"test-command = '''{test_command}'''\n"
+        '[cosmic-ray.distributor]\nname = "local"\n'
+    )
+    db = work / f"{slug}.sqlite"
+    subprocess.run(["cosmic-ray", "init", str(config), str(db), "--force"], cwd=repo, env=env, check=True)
+    total, kept = _sample(db, repo / mod.path, mod.functions, n, seed)
+    print(f"[{mod.name}] {total} mutants, {kept} sampled, tests {baseline_s:.0f} s unmutated", flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(["cosmic-ray", "exec", str(config), str(db)], cwd=repo, env=env, check=True)
+    res = _results(db)
+    res.update(
+        module=mod.path,
+        functions=list(mod.functions),
+        tests=" ".join(tests) + (f" -k '{mod.keyword}'" if mod.keyword else ""),
+        mutants=total,
+        sampled=kept,
+        baseline_s=round(baseline_s, 1),
+        wall_s=round(time.perf_counter() - t0),
+    )
+    print(
+        f"[{mod.name}] score {res['score']} ({res['killed']} killed, {res['survived']} survived)", flush=True
+    )
+    return res
+
+
+def render(runs: dict[str, dict[str, object]]) -> str:
+    labels = list(runs)
+    lines = [
+        "# Mutation score per module",
+        "",
+        "Written by `benchmarks/mutation.py` (cosmic-ray, in a clone of the named commit; command, sample",
+        "and seed below). Score = killed / (killed + survived) over a seeded sample of each module's",
+        "mutants, each run against the module's test selection (`pytest -x`). A sample of n gives the",
+        "score to about +-1/sqrt(n). The look at each survivor:",
+        "[mutation-survivors.md](mutation-survivors.md).",
+        "",
+    ]
+    for label in labels:
+        r = runs[label]
+        lines.append(f"- **{label}**: commit `{r['commit']}`, `{r['command']}`")
+    lines += ["", "| module | mutants | " + " | ".join(f"{lb}: killed / run (score)" for lb in labels) + " |"]
+    lines.append("|---|---:|" + "---:|" * len(labels))
+    names = list(dict.fromkeys(n for r in runs.values() for n in r["modules"]))  # type: ignore[attr-defined]
+    for name in names:
+        row = [name]
+        first = next(r["modules"][name] for r in runs.values() if name in r["modules"])  # type: ignore[index]
+        where = first["module"] + (f" ({', '.join(first['functions'])})" if first["functions"] else "")
+        row[0] = f"{name}: `{where}`"
+        row.append(str(first["mutants"]))
+        for label in labels:
+            m = runs[label]["modules"].get(name)  # type: ignore[attr-defined]
+            if m is None or "error" in m:
+                row.append("-" if m is None else m["error"])
+                continue
+            run = m["killed"] + m["survived"]
+            inc = f", {m['incompetent']} incompetent" if m["incompetent"] else ""
+            row.append(f"{m['killed']} / {run} ({m['score']:.0%}){inc}")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "## Test selection per module", ""]
+    last = runs[labels[-1]]["modules"]
+    for name, m in last.items():  # type: ignore[attr-defined]
+        lines.append(f"- {name}: `{m['tests']}` ({m['baseline_s']} s unmutated)")
+    for label in labels:
+        lines += ["", f"## Survivors, {label}", ""]
+        for name, m in runs[label]["modules"].items():  # type: ignore[attr-defined]
+            for s in m["survivors"]:
+                diff = "\n".join(
+                    ln for ln in s["diff"].splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")
+                )
+                lines.append(
+                    f"- {name}, line {s['line']} ({s['operator']}): `{' / '.join(diff.splitlines())}`"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--label", required=True, help="name of this run in the results (e.g. before, after)")
+    ap.add_argument("--rev", default="HEAD", help="commit to test (cloned; the work tree is never mutated)")
+    ap.add_argument("--sample", type=int, default=24, help="mutants per module (seeded sample)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--module", action="append", help="only these modules (names as in MODULES)")
+    ap.add_argument("--keep", action="store_true", help="keep the clone and the cosmic-ray databases")
+    args = ap.parse_args()
+    if shutil.which("cosmic-ray") is None and not (Path(sys.executable).parent / "cosmic-ray").exists():
+        raise SystemExit("cosmic-ray is not installed: .venv/bin/pip install -c constraints.txt cosmic-ray")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", args.rev], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    work = Path(tempfile.mkdtemp(prefix="edgec-mutation-"))
+    repo = work / "repo"
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(ROOT), str(repo)], check=True)
+    subprocess.run(["git", "checkout", "-q", commit], cwd=repo, check=True)
+    _link_tree(repo, work / "link")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(work / "link"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "EDGEC_CACHE": str(work / "cache"),
+    }
+    check = subprocess.run(
+        [sys.executable, "-c", "import edgec; print(edgec.__file__)"], env=env, capture_output=True, text=True
+    )
+    if not check.stdout.startswith(str(work / "link")):
+        raise SystemExit(f"edgec is not imported from the clone: {check.stdout}{check.stderr}")
+    chosen = [m for m in MODULES if not args.module or m.name in args.module]
+    command = "nice -n 10 .venv/bin/python benchmarks/mutation.py " + " ".join(sys.argv[1:])
+    out = RESULTS / "mutation.json"
+    try:
+        for mod in chosen:
+            res = run_module(mod, repo, env, work, args.sample, args.seed)
+            runs = json.loads(out.read_text()) if out.exists() else {}
+            entry = runs.setdefault(args.label, {"commit": commit, "command": command, "modules": {}})
+            entry.update(commit=commit, command=command, sample=args.sample, seed=args.seed)
+            entry["modules"][mod.name] = res
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(runs, indent=1) + "\n")
+            (RESULTS / "mutation.md").write_text(render(runs))
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
