@@ -176,3 +176,34 @@ def test_run_rejects_wrong_input_shape(cli, digits_fp32, tmp_path):
     res = cli("run", digits_fp32, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
     assert res.exit_code == 3 and "shape (2, 3, 8, 8)" in res.stderr
     assert not (tmp_path / "y.npy").exists()
+
+
+def test_run_writes_every_output_by_name(cli, tmp_path):
+    """The session contract: outputs by name in report.json order; .npz for several, .npy refused."""
+    import numpy as np
+    import torch
+    from user_models import TwoHeads, save_export
+
+    torch.manual_seed(0)
+    model = TwoHeads().eval()
+    src = save_export(model, tmp_path / "two.pt2", (20,))
+    out = tmp_path / "out"
+    assert cli("compile", src, "-o", out).exit_code == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["program"]["outputs"] == [
+        {"name": "output_0", "shape": [5]},
+        {"name": "output_1", "shape": [3]},
+    ]
+    x = np.random.default_rng(0).random((6, 20), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    res = cli("run", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert res.exit_code == 2 and "2 outputs (output_0, output_1)" in res.stderr and "y.npz" in res.stderr
+    assert not (tmp_path / "y.npy").exists()
+    res = cli("run", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npz")
+    assert res.exit_code == 0, res.stderr
+    got = np.load(tmp_path / "y.npz")
+    assert list(got.keys()) == ["output_0", "output_1"]
+    with torch.no_grad():
+        want = model(torch.from_numpy(x))
+    np.testing.assert_allclose(got["output_0"], want[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(got["output_1"], want[1].numpy(), atol=1e-5)

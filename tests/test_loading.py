@@ -62,7 +62,7 @@ def test_each_format_compiles_and_matches_source(fmt, digits_model, holdout, tmp
     # the user's file, its copy in source/ and every other file: the sha256 the report states is the file's
     assert rep["program"]["source"]["sha256"] == sha256_of(paths[fmt])
     assert assert_files_hashed(art.path)["files"]["source_model"]["sha256"] == sha256_of(paths[fmt])
-    y = edgec.run(art, holdout[0])
+    y = edgec.run(art, holdout[0])["output"]
     with torch.no_grad():
         ref = digits_model(torch.from_numpy(holdout[0])).numpy()
     np.testing.assert_allclose(y, ref, atol=1e-4)
@@ -109,3 +109,81 @@ def test_report_records_what_was_done(digits_int8):
     assert q["calibration_samples"] == 128 and q["calibration_method"] == "minmax"
     assert "uint8" in q["scheme"] and "per channel" in q["scheme"]
     assert (digits_int8 / "report.md").read_text().startswith("# edgec report: digits-cnn -> cpu")
+
+
+# ---- models exported the way the README says (issue 7 item 1, item 2) --------------------------------
+@pytest.fixture(scope="module")
+def user_cnn(tmp_path_factory: pytest.TempPathFactory):
+    from user_models import CNN_SHAPE, save_data, save_export, save_torchscript, small_cnn
+
+    d = tmp_path_factory.mktemp("user")
+    m = small_cnn()
+    return {
+        "module": m,
+        "export-batch1": save_export(m, d / "cnn.pt2", CNN_SHAPE),
+        "export-dynamic": save_export(m, d / "cnn_dyn.pt2", CNN_SHAPE, dynamic=True),
+        "torchscript": save_torchscript(m, d / "cnn_ts.pt", CNN_SHAPE),
+        "data": save_data(d / "data.npz", CNN_SHAPE),
+    }
+
+
+@pytest.mark.parametrize("fmt", ["export-batch1", "export-dynamic", "torchscript"])
+def test_user_export_compiles_int8_verifies_reports_and_benches_from_the_cli(fmt, user_cnn, cli, tmp_path):
+    """`torch.export.export(m, (torch.rand(1, ...),))` fixes batch == 1 in the graph's guards: calibration,
+    the energy estimate, verify, report and bench all feed batches, split into what the graph takes."""
+    src, data = user_cnn[fmt], user_cnn["data"]
+    shape = ["--input-shape", "1,3,16,16"] if fmt == "torchscript" else []
+    out = tmp_path / "out"
+    res = cli("compile", src, "--quantize", "int8", "--calib", data, *shape, "-o", out, "--json")
+    assert res.exit_code == 0, res.stderr
+    rep = json.loads(res.stdout)
+    assert rep["program"]["static_batch"] == (1 if fmt == "export-batch1" else None)
+    assert rep["program"]["outputs"] == [{"name": "output", "shape": [10]}]
+    assert rep["target_report"]["quantization"]["calibration_samples"] == 40
+    assert rep["energy"]["workload"]["samples"] == 32  # activity counted on 32 calibration samples
+    res = cli("verify", out, "--data", data, "--json")
+    assert res.exit_code == 0, res.stderr
+    m = json.loads(res.stdout)["metrics"]
+    assert m["samples"] == 40 and m["top1_agreement"] >= 0.95
+    res = cli("verify", out, "--json")  # no --data: 64 random samples, in batches
+    assert res.exit_code == 0, res.stderr
+    res = cli("report", src, "--data", data, "--format", "json", *shape)
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["energy"]["workload"]["samples"] == 32
+    res = cli("bench", out, "--batch-size", "4", "--iterations", "3", "--warmup", "1", "--json")
+    assert res.exit_code == 0, res.stderr
+    x = np.random.default_rng(1).random((5, 3, 16, 16), dtype=np.float32)
+    y = edgec.run(out, x)["output"]
+    with torch.no_grad():
+        ref = user_cnn["module"](torch.from_numpy(x)).numpy()
+    assert np.abs(y - ref).max() < 0.05 * np.abs(ref).max()  # int8 within 5 % of the range
+
+
+def test_batch1_export_runs_batches_in_pieces(user_cnn):
+    """run_model splits a batch for a batch-1 graph (padding nothing) and gives the module's own outputs."""
+    from edgec.snn import run_outputs
+
+    program = load_program(str(user_cnn["export-batch1"]))
+    assert program.static_batch == 1
+    x = torch.rand(7, 3, 16, 16)
+    with pytest.raises(AssertionError, match="Guard failed"):
+        program.module(x)  # what happened before: the graph's guard
+    got = run_outputs(program, x)["output"]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, user_cnn["module"](x).numpy(), atol=1e-5)
+
+
+def test_verify_of_an_export_artifact_needs_no_train_eval_switch(user_cnn, tmp_path):
+    """torch.export's module raises on .eval(); verify used to call it (issue 7 item 2)."""
+    art = edgec.compile(str(user_cnn["export-batch1"]), out=tmp_path / "o")
+    result = edgec.verify(art.path)
+    assert result.passed and result.metrics["max_abs_error"] < 1e-4
+
+
+def test_export_in_training_mode_is_refused(tmp_path, cli):
+    from user_models import CNN_SHAPE, save_export, small_cnn
+
+    path = save_export(small_cnn().train(), tmp_path / "train.pt2", CNN_SHAPE)
+    res = cli("compile", path, "-o", tmp_path / "o")
+    assert res.exit_code == 3
+    assert "exported in training mode" in res.stderr and "m.eval()" in res.stderr

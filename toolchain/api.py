@@ -340,7 +340,11 @@ def _random_data(program: Program, n: int) -> Dataset:
     return from_arrays(x, name="uniform random inputs (no --data given)")
 
 
-def run(artifact: str | Path | Artifact, x: np.ndarray, *, backend: str | None = None) -> np.ndarray:
+def run(
+    artifact: str | Path | Artifact, x: np.ndarray, *, backend: str | None = None
+) -> dict[str, np.ndarray]:
+    """The artifact's outputs for inputs ``x`` (``[N, *input_shape]`` or one sample), by output name,
+    batch first, in report.json ``program.outputs`` order (see :data:`edgec.target.Session`)."""
     art = artifact if isinstance(artifact, Artifact) else Artifact.open(artifact)
     shape = tuple(art.report["program"]["input_shape"])
     x = np.asarray(x)
@@ -352,7 +356,7 @@ def run(artifact: str | Path | Artifact, x: np.ndarray, *, backend: str | None =
         raise DataError(
             f"input has shape {tuple(x.shape)}; the artifact takes [N, {', '.join(map(str, shape))}]"
         )
-    return get_target(art.target).run(art, x.astype(np.float32), backend=backend)
+    return get_target(art.target).session(art, backend=backend)(x.astype(np.float32))
 
 
 @dataclass

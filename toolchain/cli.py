@@ -291,28 +291,47 @@ def verify_cmd(
 def run_cmd(
     artifact: Annotated[Path, typer.Argument(help="artifact directory")],
     input: Annotated[Path, typer.Option("--input", "-i", help=".npy file of inputs [N, ...] or one sample")],
-    output: Annotated[Path, typer.Option("--output", "-o", help=".npy file to write the outputs to")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help=".npy file for the output (.npz: one array per output, for several)"
+        ),
+    ],
     backend: Annotated[str | None, typer.Option(help="execution backend of the target")] = None,
 ) -> None:
-    """Run an artifact on inputs from a .npy file and save its outputs."""
+    """Run an artifact on inputs from a .npy file and save its outputs (.npy, or .npz by output name)."""
     import numpy as np
 
     from edgec import api
+    from edgec.artifact import Artifact
     from edgec.errors import DataError, UsageError
 
     if not input.is_file():
         raise UsageError(f"input file '{input}' does not exist")
+    art = Artifact.open(artifact)
+    names = [o["name"] for o in art.report["program"].get("outputs") or [{"name": "output"}]]
+    if output.suffix not in (".npy", ".npz"):
+        raise UsageError(f"--output '{output}' must end in .npy (one output) or .npz (by output name)")
+    if output.suffix == ".npy" and len(names) > 1:
+        raise UsageError(
+            f"the model has {len(names)} outputs ({', '.join(names)}); a .npy file holds one",
+            hint=f"give --output {output.with_suffix('.npz')} (one array per output name)",
+        )
+    if not output.parent.is_dir():
+        raise UsageError(f"cannot write '{output}': '{output.parent}' is not a directory")
     try:
         x = np.load(input, allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise DataError(f"cannot read '{input}' as a .npy array: {exc}") from None
-    y = api.run(artifact, x, backend=backend)
-    if not output.parent.is_dir():
-        raise UsageError(f"cannot write '{output}': '{output.parent}' is not a directory")
-    tmp = output.with_name(output.name + ".tmp.npy")
-    np.save(tmp, y)
+    ys = api.run(art, x, backend=backend)
+    tmp = output.with_name(f".{output.name}.tmp{output.suffix}")
+    if output.suffix == ".npy":
+        np.save(tmp, next(iter(ys.values())))
+    else:
+        np.savez(tmp, **ys)
     tmp.replace(output)
-    out.print(f"wrote {output} {tuple(y.shape)} {y.dtype}")
+    shapes = ", ".join(f"{k} {tuple(v.shape)} {v.dtype}" for k, v in ys.items())
+    out.print(f"wrote {output}: {shapes}", highlight=False)
 
 
 @app.command("bench")

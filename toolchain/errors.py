@@ -105,6 +105,14 @@ class PassError(EdgecError):
         self.cause = cause
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (torch's run to pages), without terminal colours."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "internal error",

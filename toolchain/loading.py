@@ -13,6 +13,7 @@ Accepted model files, recognised by content, not by extension:
 from __future__ import annotations
 
 import importlib
+import logging
 import pickle
 import warnings
 import zipfile
@@ -20,8 +21,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgec.errors import ModelError, UsageError
+from edgec.errors import ModelError, UsageError, first_line
 from edgec.program import Program, SourceInfo, sha256_of
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import torch
@@ -117,9 +120,9 @@ def _load_torch_save(path: Path, *, trust_pickle: bool, arch: str | None) -> tup
                 ) from None
             obj = None
         else:
-            raise ModelError(f"'{path}' is not a readable PyTorch file: {text.splitlines()[0]}") from None
+            raise ModelError(f"'{path}' is not a readable PyTorch file: {first_line(exc)}") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
-        raise ModelError(f"model file '{path}' is truncated or corrupt: {str(exc).splitlines()[0]}") from None
+        raise ModelError(f"model file '{path}' is truncated or corrupt: {first_line(exc)}") from None
     if obj is None:  # trusted pickle
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
@@ -176,10 +179,32 @@ def load_program(
 
     if isinstance(model, Program):
         program = model
+    elif isinstance(model, torch.export.ExportedProgram):
+        module, shape, static = exported_module(model, where="the ExportedProgram")
+        program = Program(
+            module=module,
+            example_input=_example(input_shape or shape),
+            source=SourceInfo("export"),
+            static_batch=static,
+        )
+    elif isinstance(model, torch.jit.ScriptModule):
+        if input_shape is None:
+            raise UsageError("a TorchScript module needs input_shape=(batch, ...)")
+        program = Program(module=model, example_input=_example(input_shape), source=SourceInfo("torchscript"))
     elif isinstance(model, nn.Module):
         if input_shape is None:
-            raise UsageError("an in-memory module needs input_shape=(batch, ...)")
-        program = Program(module=model, example_input=torch.zeros(input_shape), source=SourceInfo("module"))
+            raise UsageError(
+                "an in-memory module needs input_shape=(batch, ...)",
+                hint="e.g. edgec.compile(model, input_shape=(1, 3, 32, 32))",
+            )
+        _check_single_input(model, "the module")
+        program = Program(module=model, example_input=_example(input_shape), source=SourceInfo("module"))
+    elif not isinstance(model, (str, Path)):
+        raise UsageError(
+            f"cannot compile a {type(model).__name__}",
+            hint="give a model file path, zoo:NAME, an nn.Module (with input_shape), a "
+            "torch.export ExportedProgram, or an edgec Program",
+        )
     elif isinstance(model, str) and model.startswith("zoo:"):
         entry = _zoo_entry(model[4:], "zoo model")
         program = entry.program()
@@ -188,7 +213,7 @@ def load_program(
             Path(model), arch=arch, input_shape=input_shape, trust_pickle=trust_pickle
         )
     if input_shape is not None and tuple(program.example_input.shape) != tuple(input_shape):
-        program = program.replace(example_input=_example(input_shape))
+        program = program.replace(example_input=_example(input_shape), outputs=())
     if program.kind == "ann":
         from edgec.snn import is_spiking, snn_defaults
 
@@ -196,8 +221,7 @@ def load_program(
             program = program.replace(**snn_defaults(program.module))
     if timesteps is not None:
         program = program.replace(timesteps=timesteps)
-    validate_program(program)
-    return program
+    return validate_program(program)
 
 
 def _example(shape: tuple[int, ...]) -> torch.Tensor:
@@ -219,16 +243,14 @@ def _program_from_file(
     fmt = detect_format(path)
     digest = sha256_of(path)
     shape = input_shape
+    static_batch: int | None = None
     if fmt == "export":
         try:
             ep = torch.export.load(str(path))
         except Exception as exc:
-            raise ModelError(
-                f"cannot load torch.export program '{path}': {str(exc).splitlines()[0]}"
-            ) from None
-        module: nn.Module = ep.module()
-        if shape is None:
-            shape = _export_input_shape(ep)
+            raise ModelError(f"cannot load torch.export program '{path}': {first_line(exc)}") from None
+        module, export_shape, static_batch = exported_module(ep, where=f"'{path}'")
+        shape = shape or export_shape
         source = SourceInfo("export", str(path.resolve()), digest)
     elif fmt == "torchscript":
         try:
@@ -236,7 +258,8 @@ def _program_from_file(
                 warnings.simplefilter("ignore", FutureWarning)
                 module = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
-            raise ModelError(f"cannot load TorchScript model '{path}': {str(exc).splitlines()[0]}") from None
+            raise ModelError(f"cannot load TorchScript model '{path}': {first_line(exc)}") from None
+        _check_single_input(module, f"'{path}'")
         source = SourceInfo("torchscript", str(path.resolve()), digest)
     else:
         module, kind = _load_torch_save(path, trust_pickle=trust_pickle, arch=arch)
@@ -251,21 +274,83 @@ def _program_from_file(
     if arch is not None:
         entry = _zoo_entry(arch, "--arch")
         return entry.program(module=module, source=source, example_input=_example(shape))
-    return Program(module=module, example_input=_example(shape), source=source, name=path.stem)
+    return Program(
+        module=module, example_input=_example(shape), source=source, name=path.stem, static_batch=static_batch
+    )
 
 
-def _export_input_shape(ep: Any) -> tuple[int, ...] | None:
+#: how to export a model whose batch size is free (README, error hints)
+DYNAMIC_EXPORT = "torch.export.export(m.eval(), (x,), dynamic_shapes=({0: torch.export.Dim('batch')},))"
+ONE_INPUT_HINT = (
+    "edgec compiles models with one input tensor: wrap the model in a module whose forward takes one "
+    "tensor (e.g. split a concatenated input inside it), export that, and give data of its shape"
+)
+
+
+def exported_module(ep: Any, *, where: str) -> tuple[nn.Module, tuple[int, ...], int | None]:
+    """A ``torch.export`` program as a module edgec can run: (module, input shape, static batch).
+
+    ``ep.module()`` refuses ``train()`` / ``eval()`` because switching changes nothing in a traced
+    graph; edgec only ever asks for inference mode, which a graph exported in eval mode already
+    has, so the module's ordinary methods are restored (a graph exported in training mode is
+    refused). The static batch is the exported batch size when the graph fixed it (exported at
+    batch 1 without ``dynamic_shapes``), else None.
+    """
     user_inputs = list(ep.graph_signature.user_inputs)
+    values = {n.name: n.meta.get("val") for n in ep.graph.nodes if n.op == "placeholder"}
+    tensors = [values.get(name) for name in user_inputs]
+    if len(user_inputs) != 1 or tensors[0] is None or not hasattr(tensors[0], "shape"):
+        raise ModelError(
+            f"{where} takes {len(user_inputs)} inputs ({', '.join(user_inputs)}); {ONE_INPUT_HINT}"
+        )
     for node in ep.graph.nodes:
-        if node.op == "placeholder" and node.name in user_inputs:
-            val = node.meta.get("val")
-            if val is not None:
-                return tuple(int(d) for d in val.shape)
-    return None
+        name = str(node.target)
+        training = (name.startswith("aten.batch_norm") and len(node.args) > 5 and node.args[5] is True) or (
+            name.startswith("aten.dropout") and len(node.args) > 2 and node.args[2] is True
+        )
+        if node.op == "call_function" and training:
+            raise ModelError(
+                f"{where} was exported in training mode ({name} runs with training=True in its graph)",
+                hint="call m.eval() before torch.export.export(m, ...) and save it again",
+            )
+    module: nn.Module = ep.module()
+    for attr in ("train", "eval"):  # torch's instance overrides that raise NotImplementedError
+        module.__dict__.pop(attr, None)
+    dims = tensors[0].shape
+    shape = tuple(int(d) if isinstance(d, int) else 1 for d in dims)
+    if any(not isinstance(d, int) for d in dims[1:]):
+        log.info("%s has dynamic non-batch dimensions; using size 1 for them (pass --input-shape)", where)
+    static = int(dims[0]) if dims and isinstance(dims[0], int) else None
+    return module, shape, static
 
 
-def validate_program(program: Program) -> None:
-    """Refuse non-finite weights and inputs of the wrong shape, with one-line errors."""
+def _check_single_input(module: nn.Module, where: str) -> None:
+    """Refuse, plainly, a model whose forward needs more than one tensor."""
+    import inspect
+
+    import torch
+
+    if isinstance(module, torch.jit.ScriptModule):
+        try:
+            forward: Any = module.forward
+            args = [a for a in forward.schema.arguments[1:] if not a.has_default_value()]
+        except (AttributeError, RuntimeError):
+            return
+        names = [a.name for a in args]
+    else:
+        try:
+            params = inspect.signature(module.forward).parameters.values()
+        except (TypeError, ValueError):
+            return
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        names = [p.name for p in params if p.kind in kinds and p.default is inspect.Parameter.empty]
+    if len(names) > 1:
+        raise ModelError(f"{where} takes {len(names)} inputs ({', '.join(names)}); {ONE_INPUT_HINT}")
+
+
+def validate_program(program: Program) -> Program:
+    """Refuse non-finite weights and inputs of the wrong shape, with one-line errors; returns the
+    program with its outputs (names, shapes) recorded."""
     import torch
 
     for name, tensor in [*program.module.named_parameters(), *program.module.named_buffers()]:
@@ -276,14 +361,43 @@ def validate_program(program: Program) -> None:
                 "refusing to compile a model with non-finite weights",
                 hint="fix the training run or the checkpoint",
             )
-    from edgec.snn import run_model
+    from edgec.snn import output_specs
 
+    shape = tuple(program.example_input.shape)
     try:
-        with torch.no_grad():
-            run_model(program, program.example_input)
+        outputs = output_specs(program)
+    except ModelError:
+        raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if program.source.format == "export":
+            hint = (
+                "a torch.export program takes the input shape it was exported with; drop --input-shape, "
+                "or export the model again with the shape you want"
+            )
+        else:
+            hint = "pass the shape the model really takes with --input-shape, batch first (e.g. 1,3,32,32)"
         raise ModelError(
-            f"the model does not accept input of shape {tuple(program.example_input.shape)}: {first}",
-            hint="pass the model's real input shape with --input-shape (batch first)",
+            f"the model does not accept input of shape {shape}: {first_line(exc)}", hint=hint
         ) from None
+    if not outputs:
+        raise ModelError("the model returns no tensor", hint="its forward must return a tensor (or several)")
+    program = program.replace(outputs=outputs)
+    if program.source.format == "torchscript" and program.static_batch is None:
+        program = program.replace(static_batch=_traced_batch(program))
+    return program
+
+
+def _traced_batch(program: Program) -> int | None:
+    """A TorchScript trace may have fixed its batch size (sizes traced as constants): probe batch + 1."""
+    import torch
+
+    from edgec.snn import inference, run_model
+
+    x = program.example_input
+    try:
+        with inference(program.module):
+            run_model(program, torch.cat([x, x[:1]]))
+    except Exception:
+        log.info("the TorchScript model takes only batch %d: batches are split", x.shape[0])
+        return int(x.shape[0])
+    return None

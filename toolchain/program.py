@@ -11,6 +11,13 @@ Conventions
 * An SNN (``kind == "snn"``) built from :mod:`edgec.snn` layers maps a time-major tensor
   ``[T, B, *input_shape] -> [T, B, *output]``; ``encoder`` says how raw input becomes that
   tensor (rate / latency spikes computed on the host, or direct real-valued input).
+* ``static_batch``: a graph traced for exactly this batch size (a ``torch.export`` program exported
+  at batch 1 asserts ``batch == 1``); ``None`` when it takes any batch. :func:`edgec.snn.run_model`
+  splits batches into what the graph takes, so callers never need to know.
+* ``outputs``: the program's outputs by name, batch first (:class:`OutputSpec`): one tensor is
+  ``output``; a tuple's items are ``output_0``, ``output_1``, ...; a dict's are its keys (nested
+  containers join with ``.``). An SNN's output is its spikes ``[T, *out]`` per sample (time after
+  the batch). Every target's session returns this dict (docs/adding-a-target.md).
 """
 
 from __future__ import annotations
@@ -45,6 +52,17 @@ class SourceInfo:
 
 
 @dataclass(frozen=True)
+class OutputSpec:
+    """One output of a program: its name and the shape of one sample's value (no batch dimension)."""
+
+    name: str
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
 class PassRecord:
     """What the pass manager records about one pass (part of every report)."""
 
@@ -73,6 +91,8 @@ class Program:
     quant: dict[str, LayerQuant] = field(default_factory=dict)
     #: structural changes made by passes (pruned channels, swapped neurons), replayed by edgec.store
     edits: list[dict[str, Any]] = field(default_factory=list)
+    static_batch: int | None = None  # the graph takes exactly this batch (None: any)
+    outputs: tuple[OutputSpec, ...] = ()  # filled by load_program (edgec.snn.output_specs)
 
     def __post_init__(self) -> None:
         if self.kind not in ("ann", "snn"):
@@ -81,6 +101,8 @@ class Program:
             raise ValueError(f"Program.timesteps must be >= 1, got {self.timesteps}")
         if self.example_input.dim() < 1:
             raise ValueError("Program.example_input needs a batch dimension, got a scalar")
+        if self.static_batch is not None and self.static_batch < 1:
+            raise ValueError(f"Program.static_batch must be >= 1 or None, got {self.static_batch}")
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -91,11 +113,21 @@ class Program:
         """A shallow copy with some fields changed (passes return new programs)."""
         return dataclasses.replace(self, **changes)
 
+    def output_specs(self) -> tuple[OutputSpec, ...]:
+        """The outputs by name (computed once by running the example input if not known yet)."""
+        if not self.outputs:
+            from edgec.snn import output_specs
+
+            self.outputs = output_specs(self)
+        return self.outputs
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "kind": self.kind,
             "input_shape": list(self.input_shape),
+            "static_batch": self.static_batch,
+            "outputs": [o.to_dict() for o in self.output_specs()],
             "timesteps": self.timesteps,
             "encoder": self.encoder,
             "source": self.source.to_dict(),

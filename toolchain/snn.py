@@ -36,14 +36,17 @@ backward pass the fast-sigmoid derivative ``1 / (1 + slope * |v - threshold| / t
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from edgec.program import Program
+    from edgec.program import OutputSpec, Program
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +80,128 @@ def is_binary_encoder(encoder: dict[str, Any] | None) -> bool:
     return (encoder or {}).get("kind", "direct") in ("rate", "latency")
 
 
-def run_model(program: Program, x: torch.Tensor) -> torch.Tensor:
-    """The program's own output for raw input ``x`` (an SNN's is ``[T, B, ...]``)."""
+def run_model(program: Program, x: torch.Tensor) -> Any:
+    """The program's own output for raw input ``x`` ``[B, *input_shape]`` (an SNN's is ``[T, B, ...]``).
+
+    The one place edgec runs a program on a batch. A graph traced for a fixed batch
+    (``program.static_batch``, e.g. a ``torch.export`` program exported at batch 1) gets ``x`` in
+    pieces of that size (the last one padded by repeating its last sample, the padding dropped
+    again) and the outputs are joined; other programs get the whole batch at once.
+    """
+    size = program.static_batch
+    if size is None or int(x.shape[0]) == size:
+        return _forward(program, x)
+    n = int(x.shape[0])
+    bdim = 1 if program.kind == "snn" else 0
+    outs = []
+    for start in range(0, n, size):
+        chunk = x[start : start + size]
+        real = int(chunk.shape[0])
+        if real < size:
+            pad = chunk[-1:].expand(size - real, *chunk.shape[1:])
+            chunk = torch.cat([chunk, pad])
+        outs.append(_take(_forward(program, chunk), bdim, real, size))
+    return _join(outs, bdim)
+
+
+def _forward(program: Program, x: torch.Tensor) -> Any:
     if program.kind == "snn":
         return program.module(encode(x, program.timesteps, program.encoder))
     return program.module(x)
 
 
+def _take(out: Any, dim: int, n: int, size: int) -> Any:
+    """The first ``n`` samples along ``dim`` of every tensor in ``out`` (a batch of ``size``)."""
+    if isinstance(out, torch.Tensor):
+        if out.dim() <= dim or int(out.shape[dim]) != size:
+            from edgec.errors import ModelError
+
+            raise ModelError(
+                f"an output of shape {tuple(out.shape)} has no batch dimension of size {size} "
+                f"(dimension {dim}); edgec cannot split batches for this fixed-batch graph",
+                hint="export the model with a dynamic batch: torch.export.export(m, (x,), "
+                "dynamic_shapes=({0: torch.export.Dim('batch')},))",
+            )
+        return out.narrow(dim, 0, n)
+    if isinstance(out, dict):
+        return {k: _take(v, dim, n, size) for k, v in out.items()}
+    if isinstance(out, (tuple, list)):
+        items = [_take(v, dim, n, size) for v in out]
+        return type(out)(*items) if hasattr(out, "_fields") else type(out)(items)
+    return out
+
+
+def _join(outs: list[Any], dim: int) -> Any:
+    first = outs[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(outs, dim)
+    if isinstance(first, dict):
+        return {k: _join([o[k] for o in outs], dim) for k in first}
+    if isinstance(first, (tuple, list)):
+        items = [_join([o[i] for o in outs], dim) for i in range(len(first))]
+        return type(first)(*items) if hasattr(first, "_fields") else type(first)(items)
+    return first
+
+
+def named_outputs(out: Any) -> dict[str, torch.Tensor]:
+    """A model's output as ``{name: tensor}`` (edgec.program: ``output``, ``output_0``, dict keys)."""
+    named: dict[str, torch.Tensor] = {}
+
+    def walk(value: Any, path: str | None) -> None:
+        if isinstance(value, torch.Tensor):
+            named[path or "output"] = value
+        elif isinstance(value, dict) or hasattr(value, "_fields"):
+            items = value.items() if isinstance(value, dict) else zip(value._fields, value, strict=True)
+            for k, v in items:
+                walk(v, str(k) if path is None else f"{path}.{k}")
+        elif isinstance(value, (tuple, list)):
+            for i, v in enumerate(value):
+                walk(v, f"output_{i}" if path is None else f"{path}.{i}")
+        # anything else (None, numbers, strings) is not an output array
+
+    walk(out, None)
+    return named
+
+
+@contextlib.contextmanager
+def inference(module: nn.Module) -> Iterator[None]:
+    """``no_grad`` and eval mode for the duration, restoring the module's own mode afterwards."""
+    was_training = module.training
+    try:
+        module.eval()
+    except NotImplementedError:  # a module that cannot switch (runs as it was traced)
+        was_training = False
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if was_training:
+            module.train(True)
+
+
+def run_outputs(program: Program, x: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
+    """The program's outputs for raw input ``x`` ``[N, *input_shape]`` by name, batch first, in
+    inference mode: what every target's session is compared with. An SNN's output is its spikes
+    ``[N, T, *out]``."""
+    xt = torch.from_numpy(np.asarray(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x
+    with inference(program.module):
+        named = named_outputs(run_model(program, xt))
+    if program.kind == "snn":
+        named = {k: v.transpose(0, 1) for k, v in named.items()}
+    return {k: v.detach().cpu().numpy() for k, v in named.items()}
+
+
+def output_specs(program: Program) -> tuple[OutputSpec, ...]:
+    """The program's outputs by name and per-sample shape, from one run on its example input."""
+    from edgec.program import OutputSpec
+
+    outs = run_outputs(program, program.example_input)
+    return tuple(OutputSpec(name, tuple(int(d) for d in v.shape[1:])) for name, v in outs.items())
+
+
 def predict(program: Program, x: torch.Tensor) -> torch.Tensor:
-    """Class scores ``[B, C]``: an ANN's output, or an SNN's output spikes summed over time."""
-    out = run_model(program, x)
+    """Class scores ``[B, C]`` of the first output: an ANN's output, or an SNN's spikes summed over time."""
+    out = next(iter(named_outputs(run_model(program, x)).values()))
     return out.sum(0) if program.kind == "snn" else out
 
 

@@ -9,8 +9,11 @@ chosen) and calls these methods:
 ``check(program, config)``          a list of :class:`Violation` rows: what it cannot take, and why
 ``lower(program, out_dir, ctx)``    write the artifact files, return what was written
 ``estimate_energy(...)``            the target's energy estimate (cost table chosen by the target)
-``session(artifact, backend)``      a callable that executes the artifact on a batch of raw inputs
-                                    (``run``, ``verify`` and ``bench`` all go through it)
+``session(artifact, backend, threads)``  a callable that executes the artifact on a batch of raw
+                                    inputs ``[N, *input_shape]`` (any N) and returns its outputs by
+                                    name, batch first, in the order of report.json
+                                    ``program.outputs`` (``run``, ``verify`` and ``bench`` all go
+                                    through it; see :data:`Session`)
 ``verify(artifact, program, data, backend)``  compare the artifact with its source model
 
 Rejections are data (``Violation`` rows rendered as a table), never a bare ``False``.
@@ -38,6 +41,12 @@ if TYPE_CHECKING:
     from edgec.data import Dataset
     from edgec.passes import Pass, PassContext
     from edgec.program import Program
+
+#: what :meth:`Target.session` returns: raw inputs ``[N, *input_shape]`` -> ``{output name: array}``,
+#: each array batch first (``[N, *shape]`` with the shapes of report.json ``program.outputs``). A
+#: single-output model's output is named ``output``; a Loihi network's output is its spikes
+#: ``[N, T, *out]``.
+Session = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 # name -> "module:Class". The only place that lists targets.
 TARGETS: dict[str, str] = {
@@ -174,22 +183,18 @@ class Target(ABC):
     @abstractmethod
     def session(
         self, artifact: Artifact, *, backend: str | None = None, threads: int | None = None
-    ) -> Callable[[np.ndarray], np.ndarray]:
-        """Load the artifact once; the callable runs it on a batch of raw inputs ``[N, *input_shape]``."""
+    ) -> Session:
+        """Load the artifact once; the callable runs it on a batch of raw inputs ``[N, *input_shape]``
+        (any N) and returns ``{output name: [N, *shape]}`` in report.json ``program.outputs`` order."""
 
-    def run(self, artifact: Artifact, x: np.ndarray, *, backend: str | None = None) -> np.ndarray:
+    def run(self, artifact: Artifact, x: np.ndarray, *, backend: str | None = None) -> dict[str, np.ndarray]:
         return self.session(artifact, backend=backend)(x)
 
-    def reference(self, program: Program, x: np.ndarray) -> np.ndarray:
-        """The source model's output for the same inputs (what ``run`` is compared with)."""
-        import torch
+    def reference(self, program: Program, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The source model's outputs for the same inputs, named and shaped as the session's."""
+        from edgec.snn import run_outputs
 
-        from edgec.snn import predict
-
-        with torch.no_grad():
-            program.module.eval()
-            out = predict(program, torch.from_numpy(x))
-        return np.asarray(out.detach().numpy())
+        return run_outputs(program, x)
 
     def verify(
         self,
@@ -205,43 +210,69 @@ class Target(ABC):
         """Default: run artifact and source on the same inputs; max-abs error and top-1 agreement."""
         x, y = data.arrays(limit)
         run = self.session(artifact, backend=backend)
-        outs, refs = [], []
+        outs: list[dict[str, np.ndarray]] = []
+        refs: list[dict[str, np.ndarray]] = []
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size]
             outs.append(run(xb))
             refs.append(self.reference(program, xb))
-        return compare_outputs(np.concatenate(outs), np.concatenate(refs), y, min_agreement=min_agreement)
+        return compare_outputs(_stack(outs), _stack(refs), y, min_agreement=min_agreement)
+
+
+def _stack(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+#: an output that is not class scores passes when its max-abs error is at most this share of its range
+REL_TOLERANCE = 0.05
 
 
 def compare_outputs(
-    out: np.ndarray, ref: np.ndarray, labels: np.ndarray | None, *, min_agreement: float
+    out: dict[str, np.ndarray], ref: dict[str, np.ndarray], labels: np.ndarray | None, *, min_agreement: float
 ) -> VerifyResult:
-    """Max-abs error, top-1 agreement, and (with labels) accuracy of both; pass if agreement holds."""
-    if out.shape != ref.shape:
-        return VerifyResult(
-            False, {"shape": list(out.shape), "expected": list(ref.shape)}, "output shapes differ"
-        )
-    err = np.abs(out.astype(np.float64) - ref.astype(np.float64))
-    metrics: dict[str, Any] = {
-        "samples": len(out),
-        "max_abs_error": float(err.max()),
-        "mean_abs_error": float(err.mean()),
-    }
-    if out.ndim == 2 and out.shape[1] > 1:
-        top_out, top_ref = out.argmax(1), ref.argmax(1)
-        metrics["top1_agreement"] = float((top_out == top_ref).mean())
-        if labels is not None:
-            metrics["accuracy_artifact"] = float((top_out == labels).mean())
-            metrics["accuracy_source"] = float((top_ref == labels).mean())
-        passed = metrics["top1_agreement"] >= min_agreement
-        summary = (
-            f"top-1 agreement {metrics['top1_agreement']:.2%} (min {min_agreement:.0%}), "
-            f"max abs error {metrics['max_abs_error']:.3g}"
-        )
-    else:
-        scale = float(np.abs(ref).max()) or 1.0
-        passed = metrics["max_abs_error"] <= 0.05 * scale
-        summary = f"max abs error {metrics['max_abs_error']:.3g} (allowed {0.05 * scale:.3g})"
+    """Every output by name: max-abs error; class scores ``[N, C]`` also top-1 agreement and (with
+    labels, first output) accuracy of both. Passes when every output does: scores by agreement,
+    other outputs by max-abs error within :data:`REL_TOLERANCE` of the reference's range."""
+    if list(out) != list(ref) or any(out[k].shape != ref[k].shape for k in ref):
+        got = {k: list(v.shape) for k, v in out.items()}
+        want = {k: list(v.shape) for k, v in ref.items()}
+        return VerifyResult(False, {"outputs": got, "expected": want}, f"outputs differ: {got} vs {want}")
+    per: dict[str, dict[str, Any]] = {}
+    errors = []
+    passed = True
+    parts = []
+    metrics: dict[str, Any] = {"samples": len(next(iter(ref.values())))}
+    for i, (name, r) in enumerate(ref.items()):
+        o = out[name]
+        err = np.abs(o.astype(np.float64) - r.astype(np.float64))
+        errors.append(err.ravel())
+        row: dict[str, Any] = {"max_abs_error": float(err.max()) if err.size else 0.0}
+        if o.ndim == 2 and o.shape[1] > 1:
+            top_out, top_ref = o.argmax(1), r.argmax(1)
+            row["top1_agreement"] = float((top_out == top_ref).mean())
+            ok = row["top1_agreement"] >= min_agreement
+            text = f"top-1 agreement {row['top1_agreement']:.2%} (min {min_agreement:.0%})"
+            if i == 0:
+                metrics["top1_agreement"] = row["top1_agreement"]
+                if labels is not None:
+                    metrics["accuracy_artifact"] = float((top_out == labels).mean())
+                    metrics["accuracy_source"] = float((top_ref == labels).mean())
+        else:
+            scale = float(np.abs(r).max()) if r.size else 0.0
+            allowed = REL_TOLERANCE * (scale or 1.0)
+            ok = row["max_abs_error"] <= allowed
+            text = f"max abs error {row['max_abs_error']:.3g} (allowed {allowed:.3g})"
+        passed = passed and ok
+        parts.append(text if len(ref) == 1 else f"{name}: {text}")
+        per[name] = row
+    flat = np.concatenate(errors) if errors else np.zeros(1)
+    metrics["max_abs_error"] = float(flat.max()) if flat.size else 0.0
+    metrics["mean_abs_error"] = float(flat.mean()) if flat.size else 0.0
+    if len(ref) > 1:
+        metrics["outputs"] = per
+    summary = "; ".join(parts)
+    if len(ref) == 1 and "top1_agreement" in metrics:
+        summary += f", max abs error {metrics['max_abs_error']:.3g}"
     return VerifyResult(passed, metrics, summary)
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from edgec.errors import DataError, UsageError
-from edgec.target import Lowered, Target, Violation
+from edgec.target import Lowered, Session, Target, Violation
 
 if TYPE_CHECKING:
     from edgec.artifact import Artifact
@@ -78,7 +77,7 @@ class CpuTarget(Target):
 
     def session(
         self, artifact: Artifact, *, backend: str | None = None, threads: int | None = None
-    ) -> Callable[[np.ndarray], np.ndarray]:
+    ) -> Session:
         import onnxruntime as ort
 
         self.resolve_backend(backend)
@@ -88,9 +87,12 @@ class CpuTarget(Target):
             so.intra_op_num_threads = threads
         sess = ort.InferenceSession(str(artifact.file("model")), so, providers=["CPUExecutionProvider"])
         inp = sess.get_inputs()[0]
+        outputs = sess.get_outputs()
+        declared = [o["name"] for o in artifact.report["program"].get("outputs") or []]
+        names = declared if len(declared) == len(outputs) else [o.name for o in outputs]
         expected = [d if isinstance(d, int) else None for d in inp.shape[1:]]
 
-        def run(x: np.ndarray) -> np.ndarray:
+        def run(x: np.ndarray) -> dict[str, np.ndarray]:
             x = np.ascontiguousarray(x, dtype=np.float32)
             if x.ndim != len(inp.shape) or any(
                 e not in (None, d) for e, d in zip(expected, x.shape[1:], strict=True)
@@ -99,7 +101,7 @@ class CpuTarget(Target):
                     f"input of shape {tuple(x.shape)} does not fit the artifact (expects [N, "
                     f"{', '.join(str(d) for d in inp.shape[1:])}])"
                 )
-            return np.asarray(sess.run(None, {inp.name: x})[0])
+            return {n: np.asarray(v) for n, v in zip(names, sess.run(None, {inp.name: x}), strict=True)}
 
         return run
 

@@ -3,9 +3,9 @@
 ``check``   :mod:`.graph` (what netx cannot take) + :mod:`.lowering` range checks, as violation rows
 ``lower``   fixed-point lowering with per-layer scales (:mod:`.lowering`), files, and a report with the
             per-layer quantization error and a calibration-data comparison float vs emulated
-``session`` backends ``emulator`` (default: :mod:`.emulator`, bit-exact with Lava fixed_pt, batched) and
-            ``lava`` (:mod:`.lava_backend`: netx in ``Loihi2SimCfg(select_tag='fixed_pt')``)
-``run``     output spikes ``[N, T, *output_shape]`` (uint8); ``session`` returns spike counts ``[N, C]``
+``session`` output spikes ``{"output": [N, T, *output_shape]}`` (uint8); backends ``emulator`` (default:
+            :mod:`.emulator`, bit-exact with Lava fixed_pt, batched) and ``lava`` (:mod:`.lava_backend`:
+            netx in ``Loihi2SimCfg(select_tag='fixed_pt')``)
 ``verify``  accuracy of the deployed network against the float SNN; with ``lava`` also Lava's spikes
             against the emulator's, every neuron at every step
 
@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from edgec.errors import ConstraintViolation, DataError, UsageError
-from edgec.target import Lowered, Target, VerifyResult, Violation
+from edgec.target import Lowered, Session, Target, VerifyResult, Violation
 
 if TYPE_CHECKING:
     from edgec.artifact import Artifact
@@ -157,47 +156,12 @@ class LoihiTarget(Target):
     # ---- execute --------------------------------------------------------------------------------
     def session(
         self, artifact: Artifact, *, backend: str | None = None, threads: int | None = None
-    ) -> Callable[[np.ndarray], np.ndarray]:
-        spikes = self._spike_session(artifact, backend=backend)
+    ) -> Session:
+        """Output spikes ``{name: [N, T, *output_shape]}`` (uint8) for raw inputs ``[N, *input_shape]``.
 
-        def counts(x: np.ndarray) -> np.ndarray:
-            return spikes(x).sum(axis=1).astype(np.float32)
-
-        return counts
-
-    def run(self, artifact: Artifact, x: np.ndarray, *, backend: str | None = None) -> np.ndarray:
-        """Output spikes ``[N, T, *output_shape]`` (uint8) for raw inputs ``[N, *input_shape]``."""
-        return self._spike_session(artifact, backend=backend)(x)
-
-    def _spike_session(
-        self, artifact: Artifact, *, backend: str | None
-    ) -> Callable[[np.ndarray], np.ndarray]:
-        backend = self.resolve_backend(backend)
-        net_path = artifact.file("network")
-        from .netlist import read_netx
-
-        net = read_netx(net_path)
-        prog = artifact.report["program"]
-        timesteps, encoder = int(prog["timesteps"]), prog.get("encoder")
-        if backend == "lava":
-            from .lava_backend import run_lava
-
-            def run_in_lava(x: np.ndarray) -> np.ndarray:
-                out, facts = run_lava(net_path, net, encode_spikes(x, timesteps, encoder))
-                log.info("lava: %s", facts)
-                return out.swapaxes(0, 1)
-
-            return run_in_lava
-        from .emulator import Emulator
-
-        emulator = Emulator(net)
-
-        def run_emulated(x: np.ndarray) -> np.ndarray:
-            out = emulator.run(encode_spikes(x, timesteps, encoder))
-            assert isinstance(out, np.ndarray)
-            return out.swapaxes(0, 1)
-
-        return run_emulated
+        The ``lava`` session keeps the timing facts of its last run in ``session.facts``.
+        """
+        return _SpikeSession(artifact, self.resolve_backend(backend))
 
     # ---- verify ---------------------------------------------------------------------------------
     def verify(
@@ -215,29 +179,18 @@ class LoihiTarget(Target):
 
         Passes when the deployed accuracy is at most 1 point below the float SNN's (labelled data) or
         the top-1 agreement reaches ``min_agreement`` (unlabelled), and, with ``lava``, every output
-        spike of Lava equals the emulator's.
+        spike of Lava equals the emulator's. Class scores are spike counts over time.
         """
-        import torch
-
-        from edgec.snn import run_model
-
-        from .emulator import Emulator
-        from .netlist import read_netx
-
         backend = self.resolve_backend(backend)
         x, y = data.arrays(limit)
         prog = artifact.report["program"]
         timesteps, encoder = int(prog["timesteps"]), prog.get("encoder")
         if program.timesteps != timesteps or program.encoder != encoder:
             program = program.replace(timesteps=timesteps, encoder=encoder)
-        net = read_netx(artifact.file("network"))
-        spikes = encode_spikes(x, timesteps, encoder)
-        emu = Emulator(net).run(spikes)
-        assert isinstance(emu, np.ndarray)
-        with torch.no_grad():
-            program.module.eval()
-            ref = run_model(program, torch.from_numpy(x)).numpy()
-        metrics = _metrics(emu, ref, y)
+        name = _output_name(artifact)
+        emu = self.session(artifact, backend="emulator")(x)[name]
+        ref = self.reference(program, x)
+        metrics = _metrics(emu, next(iter(ref.values())), y)
         metrics["data"] = data.name
         parts = []
         passed = True
@@ -253,22 +206,22 @@ class LoihiTarget(Target):
             passed = metrics["top1_agreement"] >= min_agreement
             parts.append(f"top-1 agreement {metrics['top1_agreement']:.2%} (min {min_agreement:.0%})")
         if backend == "lava":
-            from .lava_backend import run_lava
-
             n = len(x) if limit is not None else min(len(x), LAVA_DEFAULT_SAMPLES)
-            lava_out, facts = run_lava(artifact.file("network"), net, spikes[:, :n])
-            same = lava_out == emu[:, :n]
+            lava = _SpikeSession(artifact, "lava")
+            lava_out = lava(x[:n])[name]
+            facts = lava.facts
+            same = lava_out == emu[:n]
             metrics.update(
                 lava_samples=n,
                 lava_spikes_identical=float(same.mean()),
-                lava_samples_identical=int(same.reshape(same.shape[0], n, -1).all(axis=(0, 2)).sum()),
+                lava_samples_identical=int(same.reshape(n, -1).all(axis=1).sum()),
                 lava_output_spikes=int(lava_out.sum()),
                 lava_steps=facts["steps"],
                 lava_seconds=facts["seconds"],
                 lava_separation=facts["separation"],
             )
             if y is not None:
-                metrics["accuracy_lava"] = float((lava_out.sum(0).reshape(n, -1).argmax(1) == y[:n]).mean())
+                metrics["accuracy_lava"] = float((lava_out.sum(1).reshape(n, -1).argmax(1) == y[:n]).mean())
             identical = bool(same.all())
             passed = passed and identical
             parts.append(
@@ -276,6 +229,42 @@ class LoihiTarget(Target):
                 f"{metrics['lava_spikes_identical']:.2%} of output neuron-steps identical"
             )
         return VerifyResult(passed, metrics, "; ".join(parts))
+
+
+def _output_name(artifact: Artifact) -> str:
+    outputs = artifact.report["program"].get("outputs") or [{"name": "output"}]
+    return str(outputs[0]["name"])
+
+
+class _SpikeSession:
+    """The Loihi session: raw input -> encoded spikes -> emulator or Lava -> ``{name: [N, T, *out]}``."""
+
+    def __init__(self, artifact: Artifact, backend: str) -> None:
+        from .netlist import read_netx
+
+        self.net_path = artifact.file("network")
+        self.net = read_netx(self.net_path)
+        prog = artifact.report["program"]
+        self.timesteps, self.encoder = int(prog["timesteps"]), prog.get("encoder")
+        self.name = _output_name(artifact)
+        self.backend = backend
+        self.facts: dict[str, Any] = {}
+        self.emulator: Any = None
+        if backend != "lava":
+            from .emulator import Emulator
+
+            self.emulator = Emulator(self.net)
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        spikes = encode_spikes(x, self.timesteps, self.encoder)
+        if self.backend == "lava":
+            from .lava_backend import run_lava
+
+            out, self.facts = run_lava(self.net_path, self.net, spikes)
+            log.info("lava: %s", self.facts)
+        else:
+            out = self.emulator.run(spikes)
+        return {self.name: np.ascontiguousarray(np.asarray(out).swapaxes(0, 1))}
 
 
 def encode_spikes(x: np.ndarray, timesteps: int, encoder: dict[str, Any] | None) -> np.ndarray:
@@ -293,12 +282,13 @@ def encode_spikes(x: np.ndarray, timesteps: int, encoder: dict[str, Any] | None)
 
 
 def _metrics(out: np.ndarray, ref: np.ndarray, y: np.ndarray | None) -> dict[str, Any]:
-    n = out.shape[1]
-    pred_out = out.sum(0).reshape(n, -1).argmax(1)
-    pred_ref = ref.sum(0).reshape(n, -1).argmax(1)
+    """Spikes ``[N, T, *out]`` of the deployed network vs the float SNN's; classes are spike counts."""
+    n = out.shape[0]
+    pred_out = out.sum(1).reshape(n, -1).argmax(1)
+    pred_ref = ref.sum(1).reshape(n, -1).argmax(1)
     m: dict[str, Any] = {
         "samples": n,
-        "timesteps": int(out.shape[0]),
+        "timesteps": int(out.shape[1]),
         "top1_agreement": float((pred_out == pred_ref).mean()),
         "output_spike_agreement": float((out == (ref > 0.5)).mean()),
         "output_spikes_per_sample": float(out.sum() / n),
@@ -314,15 +304,11 @@ def _compare(
     program: Program, emulator: Any, x: np.ndarray, y: np.ndarray | None, name: str
 ) -> dict[str, Any]:
     """Float SNN vs emulated network on the calibration samples (what the report's figures come from)."""
-    import torch
-
-    from edgec.snn import run_model
+    from edgec.snn import run_outputs
 
     spikes = encode_spikes(x, program.timesteps, program.encoder)
-    out = emulator.run(spikes)
-    with torch.no_grad():
-        program.module.eval()
-        ref = run_model(program, torch.from_numpy(x)).numpy()
+    out = np.asarray(emulator.run(spikes)).swapaxes(0, 1)
+    ref = next(iter(run_outputs(program, x).values()))
     m = _metrics(out, ref, y)
     m["data"] = f"{name} (calibration samples; `edgec verify` measures the holdout)"
     return m
@@ -334,7 +320,7 @@ def _capture(
     """Per compute layer: the float model's input spikes to its synapse and its neuron's output spikes."""
     import torch
 
-    from edgec.snn import run_model
+    from edgec.snn import inference, run_model
 
     t_steps = program.timesteps
     inputs: dict[str, np.ndarray] = {}
@@ -356,8 +342,7 @@ def _capture(
         handles.append(fl.synapse.register_forward_hook(syn_hook))
         handles.append(fl.neuron.register_forward_hook(neu_hook))
     try:
-        with torch.no_grad():
-            program.module.eval()
+        with inference(program.module):
             run_model(program, torch.from_numpy(np.asarray(x, dtype=np.float32)))
     finally:
         for h in handles:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
+from edgec.errors import first_line
 from edgec.layers import ACTIVATIONS, POOLS, SOFTMAX
 from edgec.program import Program
 from edgec.snn import CubaLIF, TimeDistributed, is_binary_encoder, is_spiking_neuron, run_model
@@ -267,8 +268,7 @@ def analyze(program: Program) -> Analysis:
     try:
         graph = module.graph if isinstance(module, fx.GraphModule) else _Tracer().trace(module)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        w.add("(model)", "graph-capture", f"torch.fx could not trace the model: {first}")
+        w.add("(model)", "graph-capture", f"torch.fx could not trace the model: {first_line(exc)}")
         out.violations = w.rows
         return out
     try:

@@ -23,6 +23,7 @@ from edgec.energy.counts import LayerCounts, ModelCounts, SynapticOps, Workload
 from edgec.energy.estimate import price_model
 from edgec.energy.tables import CostTable, get_table
 from edgec.errors import UsageError
+from edgec.snn import run_model
 
 if TYPE_CHECKING:
     from edgec.data import Dataset
@@ -141,7 +142,7 @@ def count_program(
             activity = measure_activity(
                 module,
                 _batches(program, data, samples),
-                lambda xb: module(_model_input(program, xb)),
+                lambda xb: run_model(program, xb),  # splits batches a fixed-batch graph cannot take
                 neuron_types=types,
                 synapses_too=program.kind == "snn",
             )
