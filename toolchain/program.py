@@ -92,7 +92,7 @@ class Program:
     #: structural changes made by passes (pruned channels, swapped neurons), replayed by edgec.store
     edits: list[dict[str, Any]] = field(default_factory=list)
     static_batch: int | None = None  # the graph takes exactly this batch (None: any)
-    outputs: tuple[OutputSpec, ...] = ()  # filled by load_program (edgec.snn.output_specs)
+    outputs: tuple[OutputSpec, ...] = ()  # recorded by load_program (edgec.snn.output_specs)
 
     def __post_init__(self) -> None:
         if self.kind not in ("ann", "snn"):
@@ -113,21 +113,13 @@ class Program:
         """A shallow copy with some fields changed (passes return new programs)."""
         return dataclasses.replace(self, **changes)
 
-    def output_specs(self) -> tuple[OutputSpec, ...]:
-        """The outputs by name (computed once by running the example input if not known yet)."""
-        if not self.outputs:
-            from edgec.snn import output_specs
-
-            self.outputs = output_specs(self)
-        return self.outputs
-
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "kind": self.kind,
             "input_shape": list(self.input_shape),
             "static_batch": self.static_batch,
-            "outputs": [o.to_dict() for o in self.output_specs()],
+            "outputs": [o.to_dict() for o in self.outputs],
             "timesteps": self.timesteps,
             "encoder": self.encoder,
             "source": self.source.to_dict(),
