@@ -49,6 +49,7 @@ def _config(config: CompileConfig | None, overrides: dict[str, Any]) -> CompileC
 def _prepare(model: Any, cfg: CompileConfig) -> tuple[Target, Program]:
     target = get_target(cfg.target)
     target.require_usable()
+    target.require_precision(cfg.quantize)
     program = load_program(
         model,
         arch=cfg.arch,
@@ -369,6 +370,7 @@ class BenchResult:
     throughput_per_s: float
     threads: int | None
     backend: str
+    energy: dict[str, Any] | None = None  # measured energy per inference, where the target measures
 
     def to_dict(self) -> dict[str, Any]:
         import dataclasses
@@ -396,15 +398,24 @@ def bench(
     shape = tuple(art.report["program"]["input_shape"])
     x = np.random.default_rng(0).random((batch_size, *shape), dtype=np.float32)
     progress = progress or NullProgress()
-    for _ in range(warmup):
-        fn(x)
-    times: list[float] = []
-    with progress.task("benchmarking", total=iterations) as task:
-        for _ in range(iterations):
-            t0 = time.perf_counter()
+    probe = tgt.energy_probe(art, backend=backend)
+    energy: dict[str, Any] | None = None
+    if probe is not None:  # the target samples power during the timed run (e.g. Jetson rails)
+        times, measurement = probe.measure(
+            lambda: fn(x), iterations=iterations, warmup=warmup, batch_size=batch_size
+        )
+        energy = measurement.to_dict()
+        _attach_measurement(art, measurement)
+    else:
+        for _ in range(warmup):
             fn(x)
-            times.append(time.perf_counter() - t0)
-            task.advance()
+        times = []
+        with progress.task("benchmarking", total=iterations) as task:
+            for _ in range(iterations):
+                t0 = time.perf_counter()
+                fn(x)
+                times.append(time.perf_counter() - t0)
+                task.advance()
     times_ms = sorted(t * 1000 for t in times)
     p50 = statistics.median(times_ms)
     p90 = times_ms[min(len(times_ms) - 1, round(0.9 * (len(times_ms) - 1)))]
@@ -418,4 +429,42 @@ def bench(
         round(batch_size * 1000 / mean, 2),
         threads,
         backend,
+        energy,
     )
+
+
+def _attach_measurement(art: Artifact, measurement: Any) -> None:
+    """The measured energy becomes the artifact report's headline (report.json and report.md)."""
+    from edgec.energy.measured import attach_measurement
+    from edgec.report import render_markdown
+
+    report = dict(art.report)
+    if report.get("energy") is None:
+        log.warning(
+            "artifact '%s' has no energy section; the measurement is kept in the bench result", art.path
+        )
+        return
+    report["energy"] = attach_measurement(report["energy"], measurement)
+    write_json(art.path / REPORT_JSON, report)
+    (art.path / REPORT_MD).write_text(render_markdown(report))
+    art.report.update(report)
+
+
+def build_engine(
+    artifact: str | Path | Artifact,
+    *,
+    workspace_mb: int = 1024,
+    dla: int | None = None,
+    max_batch: int = 64,
+) -> dict[str, Any]:
+    """Build the device engine of an artifact on this machine (a target that has one: jetson)."""
+    art = artifact if isinstance(artifact, Artifact) else Artifact.open(artifact)
+    tgt = get_target(art.target)
+    build = getattr(tgt, "build_engine", None)
+    if build is None:
+        raise UsageError(
+            f"target '{art.target}' has no device engine to build",
+            hint="build-engine is for artifacts compiled with --target jetson",
+        )
+    result: dict[str, Any] = build(art, workspace_mb=workspace_mb, dla_core=dla, max_batch=max_batch)
+    return result

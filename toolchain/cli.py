@@ -166,7 +166,9 @@ def compile_cmd(
     ],
     target: TargetOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="artifact directory to write")] = None,
-    quantize: Annotated[str | None, typer.Option(help="none | int8")] = None,
+    quantize: Annotated[
+        str | None, typer.Option(help="none | int8 | fp16 | int4-weights (what the target takes)")
+    ] = None,
     calib: CalibOpt = None,
     calib_method: Annotated[str | None, typer.Option(help="minmax | percentile | entropy")] = None,
     calib_samples: Annotated[int | None, typer.Option(help="calibration samples to use")] = None,
@@ -179,6 +181,9 @@ def compile_cmd(
         str | None, typer.Option(help="labelled data for training-time passes (same forms as --calib)")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an existing output directory")] = False,
+    dla: Annotated[
+        bool, typer.Option("--dla", help="compile for the target's deep-learning accelerator (jetson)")
+    ] = False,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -199,6 +204,8 @@ def compile_cmd(
         passes=passes,
         train_data=train_data,
     )
+    if dla:  # a target option (see the target's docs), passed through like [target.NAME] in edgec.toml
+        cfg.target_options.setdefault(cfg.target, {})["dla"] = True
     with _quiet_stdout(as_json):
         artifact = api.compile(model, out=output, force=force, config=cfg, progress=_RichProgress())
     if as_json:
@@ -364,6 +371,30 @@ def bench_cmd(
     out.print(
         f"batch {res.batch_size}, {res.iterations} runs ({res.backend}): p50 {res.p50_ms:.3f} ms, "
         f"p90 {res.p90_ms:.3f} ms, throughput {res.throughput_per_s:,.1f} samples/s"
+    )
+
+
+@app.command("build-engine")
+@_handle_errors
+def build_engine_cmd(
+    artifact: Annotated[Path, typer.Argument(help="artifact directory compiled with --target jetson")],
+    workspace: Annotated[int, typer.Option(help="builder workspace in MB")] = 1024,
+    dla: Annotated[int | None, typer.Option(help="DLA core to build for (AGX Orin / Orin NX)")] = None,
+    max_batch: Annotated[int, typer.Option(help="largest batch of a dynamic-batch engine")] = 64,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build the TensorRT engine of a jetson artifact, on the device (needs TensorRT: exit 7 without)."""
+    from edgec import api
+
+    with _quiet_stdout(as_json):
+        engine = api.build_engine(artifact, workspace_mb=workspace, dla=dla, max_batch=max_batch)
+    if as_json:
+        _emit_json(engine)
+        return
+    s = engine["settings"]
+    out.print(
+        f"built {artifact}/model.plan with TensorRT {s['tensorrt_version']} on the {s['device']} "
+        f"(flags: {', '.join(s['network_flags'] + s['builder_flags'])}); settings in report.json"
     )
 
 

@@ -27,9 +27,10 @@ from typing import Any, Literal
 
 from edgec.errors import UsageError
 
-Quantize = Literal["none", "int8"]
+Quantize = Literal["none", "int8", "fp16", "int4-weights"]
 CalibMethod = Literal["minmax", "percentile", "entropy"]
-QUANTIZE_CHOICES: tuple[str, ...] = ("none", "int8")
+#: every precision some target declares (Target.precisions); each target accepts its own subset
+QUANTIZE_CHOICES: tuple[str, ...] = ("none", "int8", "fp16", "int4-weights")
 CALIB_METHODS: tuple[str, ...] = ("minmax", "percentile", "entropy")
 CONFIG_FILE = "edgec.toml"
 

@@ -27,7 +27,7 @@ import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from edgec.artifact import Artifact
     from edgec.config import CompileConfig
     from edgec.data import Dataset
+    from edgec.energy.measured import Measurement
     from edgec.passes import Pass, PassContext
     from edgec.program import Program
 
@@ -52,7 +53,16 @@ Session = Callable[[np.ndarray], dict[str, np.ndarray]]
 TARGETS: dict[str, str] = {
     "cpu": "edgec.targets.cpu:CpuTarget",
     "loihi": "edgec.targets.loihi:LoihiTarget",
+    "jetson": "edgec.targets.jetson:JetsonTarget",
 }
+
+
+class EnergyProbe(Protocol):
+    """Measures energy while ``bench`` times a run: returns per-call latencies (s) and the measurement."""
+
+    def measure(
+        self, fn: Callable[[], object], *, iterations: int, warmup: int, batch_size: int
+    ) -> tuple[list[float], Measurement]: ...
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,8 @@ class Target(ABC):
     optional: ClassVar[dict[str, str]] = {}
     #: execution backends for run / verify; the first is the default
     backends: ClassVar[tuple[str, ...]] = ("default",)
+    #: ``--quantize`` values this target compiles
+    precisions: ClassVar[tuple[str, ...]] = ("none", "int8")
     #: energy cost tables (edgec.energy.tables) by ``config.quantize`` value; "default" for the rest.
     #: Declaring them is all a target needs for energy reports: counting and pricing are core.
     cost_tables: ClassVar[dict[str, str]] = {}
@@ -119,6 +131,17 @@ class Target(ABC):
         opt_missing = [f"{feat} (needs {mod})" for feat, mod in self.optional.items() if not _installed(mod)]
         note = f"unavailable here: {', '.join(opt_missing)}" if opt_missing else ""
         return Availability(usable=not missing, missing=missing, note=note)
+
+    def require_precision(self, quantize: str) -> None:
+        if quantize not in self.precisions:
+            raise UsageError(
+                f"target '{self.name}' has no precision '{quantize}'",
+                hint=f"choose --quantize from: {', '.join(self.precisions)}",
+            )
+
+    def energy_probe(self, artifact: Artifact, *, backend: str) -> EnergyProbe | None:
+        """A power meter for ``bench``'s timed run on ``backend`` (None: energy is not measured here)."""
+        return None
 
     def require_usable(self) -> None:
         av = self.availability()

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -223,3 +223,63 @@ def measure_energy(
         rail_note=choice.note,
     )
     return TimedRun(latencies, energy)
+
+
+def parse_nvpmodel(text: str) -> str | None:
+    """The power mode name from ``nvpmodel -q`` output (``NV Power Mode: 15W``), or None."""
+    for line in text.splitlines():
+        if line.strip().startswith("NV Power Mode:"):
+            return line.split(":", 1)[1].strip() or None
+    return None
+
+
+def device_name(root: Path = Path("/")) -> str:
+    """The module (device tree model) and its nvpmodel power mode, for the measurement's record."""
+    model_file = root / "proc/device-tree/model"
+    model = (
+        model_file.read_bytes().rstrip(b"\x00").decode(errors="replace").strip()
+        if model_file.is_file()
+        else ""
+    )
+    mode = None
+    if shutil.which("nvpmodel"):
+        try:
+            q = subprocess.run(["nvpmodel", "-q"], capture_output=True, text=True, timeout=10, check=False)
+            mode = parse_nvpmodel(q.stdout)
+        except (OSError, subprocess.TimeoutExpired):
+            mode = None
+    return (model or "unknown device") + (f", nvpmodel {mode}" if mode else "")
+
+
+@dataclass
+class RailProbe:
+    """Energy per inference of ``bench``'s timed run, for :meth:`edgec.target.Target.energy_probe`."""
+
+    sampler: Sampler
+    rail: str | None = None
+    idle_s: float = 2.0
+    device: str = ""
+
+    def measure(
+        self, fn: Callable[[], object], *, iterations: int, warmup: int, batch_size: int
+    ) -> tuple[list[float], Any]:
+        from edgec.energy.measured import Measurement
+
+        run = measure_energy(
+            fn,
+            sampler=self.sampler,
+            iterations=iterations,
+            batch_size=batch_size,
+            warmup=warmup,
+            idle_s=self.idle_s,
+            rail=self.rail,
+        )
+        e = run.energy
+        method = e.method + (f" ({e.rail_note})" if e.rail_note else "")
+        return run.latencies_s, Measurement(
+            energy_j=e.energy_j,
+            method=method,
+            device=self.device or device_name(),
+            idle_power_w=e.idle_power_w,
+            inferences=e.inferences,
+        )

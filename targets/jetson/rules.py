@@ -209,6 +209,16 @@ def check_graph(
     return rows
 
 
+def check_export(
+    model: onnx.ModelProto, *, precision: str, dla: bool = False, gpu_fallback: bool = False
+) -> list[Violation]:
+    """The rules that hold before quantization (``edgec check``): opset, operators, the DLA's."""
+    rows = _opset_rules(model, "none") + _op_rules(model)
+    if dla:
+        rows += dla_rules(_Graph(model), precision, gpu_fallback=gpu_fallback)
+    return rows
+
+
 def _opset_rules(model: onnx.ModelProto, precision: str) -> list[Violation]:
     opset = opset_of(model)
     lo, hi = OPSET_RANGE

@@ -23,6 +23,17 @@ update 81 pJ (active) / 52 pJ (inactive), within-tile spike energy 1.7 pJ. These
 pre-silicon figures. No public per-operation figure exists for Loihi 2 (its published numbers are
 per-inference measurements), so applying this table to a Loihi 2 deployment is an *assumption*,
 and every report that uses it says so.
+
+``orin-nano-int8`` / ``orin-nano-fp16`` / ``orin-nano-fp32``: Jetson Orin Nano 8 GB (Ampere GPU, 1024
+CUDA cores, 32 tensor cores, 25 W mode of JetPack 6.1+), priced as *module power at peak throughput
+divided by the peak rate*: 25 W over the datasheet's 67 sparse INT8 TOPS (33.5 dense: Ampere's 2:4
+sparsity doubles the sparse figure; 2 operations per MAC) gives 1.49 pJ per INT8 MAC; FP16 tensor
+cores run at half the INT8 rate (2.99 pJ); FP32 runs on the CUDA cores, 1024 x 1.02 GHz FMAs
+(23.9 pJ), which also price element-wise operations. No primary per-operation energy figure for
+Ampere or Orin is published: these are derived from NVIDIA's module datasheet figures (read here
+from a secondary transcription), include everything the module draws (CPU, DRAM, I/O) and assume
+a fully used GPU, so they are coarse estimates; a measured figure (``edgec bench`` on the module,
+integrated rail power) replaces them.
 """
 
 from __future__ import annotations
@@ -38,6 +49,10 @@ HOROWITZ_2014 = (
 HAN_2015 = (
     "S. Han et al., 'Learning both weights and connections for efficient neural networks', "
     "NIPS 2015 (energy table derived from Horowitz 2014)"
+)
+ORIN_NANO_DATASHEET = (
+    "NVIDIA Jetson Orin Nano Super Developer Kit datasheet (Dec 2024): 67 TOPS INT8 (sparse), 25 W, "
+    "1024 CUDA cores / 32 tensor cores at 1.02 GHz; read from a secondary transcription"
 )
 DAVIES_2018 = (
     "M. Davies et al., 'Loihi: a neuromorphic manycore processor with on-chip learning', "
@@ -176,6 +191,39 @@ _LOIHI = CostTable(
     citations=(DAVIES_2018,),
 )
 
+
+def _orin_nano(precision: str, pj_mac: float, derived: str) -> CostTable:
+    """Jetson Orin Nano 8 GB GPU: module power at peak over the peak rate (see the module docstring)."""
+    fp32_op = round(25.0 / (1024 * 1.02e9) * 1e12, 3)
+    bits = {"int8": 8, "fp16": 16, "fp32": 32}[precision]
+    return CostTable(
+        name=f"orin-nano-{precision}",
+        version=1,
+        title=f"Jetson Orin Nano 8 GB GPU, {precision}, 25 W module power at peak throughput (estimate)",
+        precision=precision,
+        weight_bits=bits,
+        other_param_bits=32 if precision == "int8" else bits,
+        activation_bits=bits,
+        prices={
+            "mac": Price(pj_mac, ORIN_NANO_DATASHEET, derived=derived),
+            "add": Price(
+                fp32_op, ORIN_NANO_DATASHEET, derived="25 W / (1024 CUDA cores x 1.02 GHz): one CUDA-core op"
+            ),
+        },
+        memory_model="included",
+        caveats=(
+            "no primary per-operation energy figure is published for Ampere or Orin: derived from NVIDIA's "
+            "module datasheet figures (peak throughput at the 25 W mode), read from a secondary "
+            "transcription",
+            "includes everything the module draws at full load (CPU, DRAM, I/O): memory energy is part of "
+            "the per-operation price, not priced apart",
+            "assumes a fully used GPU: small models and batch 1 run far below peak, so real energy per "
+            "inference is higher; an estimate until `edgec bench` on the module measures it",
+        ),
+        citations=(ORIN_NANO_DATASHEET,),
+    )
+
+
 TABLES: dict[str, CostTable] = {
     t.name: t
     for t in (
@@ -184,6 +232,9 @@ TABLES: dict[str, CostTable] = {
         # int8 inference (ONNX Runtime QDQ): int8 weights, int32 biases, uint8 activations
         _cmos45("int8", 0.2, 0.03, 8, 32),
         _LOIHI,
+        _orin_nano("int8", 1.493, "25 W / (33.5e12 dense INT8 ops/s / 2 ops per MAC)"),
+        _orin_nano("fp16", 2.985, "25 W / (16.75e12 dense FP16 tensor ops/s / 2 ops per MAC)"),
+        _orin_nano("fp32", 23.94, "25 W / (1024 CUDA cores x 1.02 GHz FMA/s)"),
     )
 }
 

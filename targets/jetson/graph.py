@@ -1,0 +1,293 @@
+"""The ONNX graph a Jetson engine is built from: FP32, FP16, INT8 (explicit Q/DQ) or INT4 weight-only.
+
+``build_graph`` exports the program, then writes one of:
+
+``none``          the FP32 graph (TensorRT runs it in FP32 / TF32).
+``fp16``          every float tensor in FP16, the model's inputs and outputs kept FP32 (Casts at the
+                  edges), with ONNX Runtime's float16 converter; a strongly typed network then runs
+                  FP16 kernels without any builder precision flag.
+``int8``          symmetric int8 Q/DQ placed the way TensorRT fuses them (:mod:`.qdq`); scales from
+                  calibration data, or the model's learned quantization when it carries one
+                  (:func:`learned_act_scales`, the hook for edgec's QAT passes).
+``int4-weights``  the constant weights of MatMuls (transformer projections and MLPs) as int4 blocks
+                  along the reduction axis (scale ``max|w| / 7`` per block of ``block_size`` rows,
+                  zero-point 0), activations in float: TensorRT's weight-only INT4. Written by hand
+                  because ONNX Runtime's int4 QDQ quantizer emits negative scales, which TensorRT
+                  refuses (scales must be positive).
+
+Every graph records its precision and the weighted ops it keeps in float in its metadata, which the
+rule checker (:mod:`.rules`) reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgec.errors import ModelError, UsageError
+from edgec.targets.jetson.qdq import calibrate, place, write_qdq
+from edgec.targets.jetson.rules import FLOAT_OPS_KEY, OPSET_INT4
+
+if TYPE_CHECKING:
+    import onnx
+
+    from edgec.data import Dataset
+    from edgec.program import Program
+    from edgec.progress import Progress
+
+log = logging.getLogger(__name__)
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+#: within TensorRT 10's documented range [9, 20]
+OPSET = 17
+PRECISION_KEY = "edgec.jetson.precision"
+INT4_MAX = 7.0
+PRECISIONS = ("none", "fp16", "int8", "int4-weights")
+
+
+def export_fp32(program: Program, path: Path, *, batch: int | None = None) -> dict[str, Any]:
+    """Export ``program.module`` (eval, a deep copy) to ``path`` at :data:`OPSET`.
+
+    ``batch`` fixes the batch dimension (the DLA needs static shapes); None exports it dynamic. The
+    TorchScript-based exporter is tried first (mature for CNNs), the dynamo exporter second.
+    """
+    import torch
+
+    module = copy.deepcopy(program.module).eval()
+    x = program.example_input
+    if batch is not None:
+        x = x[:1].expand(batch, *x.shape[1:]).contiguous()
+    errors = []
+    for exporter in ("torchscript", "dynamo"):
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                if exporter == "torchscript":
+                    torch.onnx.export(
+                        module,
+                        (x,),
+                        str(path),
+                        dynamo=False,
+                        opset_version=OPSET,
+                        input_names=[INPUT_NAME],
+                        output_names=[OUTPUT_NAME],
+                        dynamic_axes=None if batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                        do_constant_folding=True,
+                    )
+                else:
+                    dyn = None if batch else ({0: torch.export.Dim("batch")},)
+                    prog = torch.onnx.export(
+                        module,
+                        (x,),
+                        dynamo=True,
+                        opset_version=OPSET,
+                        input_names=[INPUT_NAME],
+                        output_names=[OUTPUT_NAME],
+                        dynamic_shapes=dyn,
+                        optimize=True,
+                        verbose=False,
+                    )
+                    if prog is None:
+                        raise ModelError("the dynamo exporter returned nothing")
+                    prog.save(str(path))
+            return {"exporter": exporter, "opset": OPSET, "batch": batch or "dynamic"}
+        except Exception as exc:  # each exporter fails in its own ways; both are reported
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            errors.append(f"{exporter}: {first}")
+            path.unlink(missing_ok=True)
+    raise ModelError(f"cannot export the model to ONNX ({'; '.join(errors)})")
+
+
+def learned_act_scales(program: Program) -> dict[str, float] | None:
+    """Activation scales learned by edgec's QAT passes, keyed by graph tensor, or None.
+
+    The hook for compressed models: when a program carries a typed quantization record (issue 8:
+    per-layer bits, scale, zero-point), its activation scales are used as they are instead of being
+    re-calibrated. Programs without one (every model today) are calibrated.
+    """
+    record = getattr(program, "quantization", None) or program.metadata.get("quantization")
+    if not record:
+        return None
+    scales = record.get("activation_scales") if isinstance(record, dict) else None
+    return {str(k): float(v) for k, v in scales.items()} if scales else None
+
+
+def build_graph(
+    program: Program,
+    out: Path,
+    *,
+    precision: str,
+    calib: Dataset | None,
+    calib_method: str = "minmax",
+    calib_samples: int = 128,
+    batch: int | None = None,
+    int4_block: int = 128,
+    fp16_io: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Write the graph for ``precision`` to ``out``; returns the facts for the report."""
+    import onnx
+
+    if precision not in PRECISIONS:
+        raise UsageError(f"the jetson target has no precision '{precision}'", hint=f"choose {PRECISIONS}")
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        report: dict[str, Any] = {"export": export_fp32(program, fp32, batch=batch)}
+        report["fp32_bytes"] = fp32.stat().st_size
+        model = onnx.load(str(fp32))
+        kept_float: list[str] = []
+        if precision == "int8":
+            report["quantization"] = _int8(
+                program, model, fp32, calib, calib_method, calib_samples, batch, progress
+            )
+        elif precision == "fp16":
+            model = _fp16(model, keep_io=not fp16_io)
+            io = (
+                "FP16 inputs and outputs (no Casts: the DLA takes none)"
+                if fp16_io
+                else "FP32 inputs and outputs"
+            )
+            report["quantization"] = {"scheme": f"FP16 tensors, {io}"}
+        elif precision == "int4-weights":
+            model, report["quantization"], kept_float = _int4(model, int4_block)
+    _set_meta(model, {PRECISION_KEY: precision, FLOAT_OPS_KEY: ",".join(kept_float)})
+    onnx.save(model, str(out))
+    report["precision"] = precision
+    report["opset"] = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    report["size_ratio_vs_fp32"] = round(out.stat().st_size / report["fp32_bytes"], 4)
+    return report
+
+
+def _set_meta(model: onnx.ModelProto, values: dict[str, str]) -> None:
+    for key, value in values.items():
+        for p in model.metadata_props:
+            if p.key == key:
+                p.value = value
+                break
+        else:
+            model.metadata_props.add(key=key, value=value)
+
+
+def _int8(
+    program: Program,
+    model: onnx.ModelProto,
+    fp32: Path,
+    calib: Dataset | None,
+    method: str,
+    samples: int,
+    batch: int | None,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    plan = place(model)
+    learned = learned_act_scales(program)
+    if learned is not None:
+        missing = [t for t in plan.tensors if t not in learned]
+        if missing:
+            raise ModelError(f"the model's learned quantization has no scale for {missing[:3]}")
+        scales, source, used = learned, "learned (QAT record)", 0
+    else:
+        if calib is None:
+            raise UsageError(
+                "--quantize int8 needs calibration data", hint="pass --calib SRC (e.g. data.npz)"
+            )
+        scales, used = calibrate(
+            fp32,
+            calib,
+            input_name=INPUT_NAME,
+            input_shape=program.input_shape,
+            tensors=plan.tensors,
+            method=method,
+            samples=samples,
+            batch=batch,
+            progress=progress,
+        )
+        source = f"calibrated ({method})"
+    counts = write_qdq(model, plan, scales)
+    return {
+        "scheme": "explicit Q/DQ, int8 symmetric (zero-point 0): activations per tensor, weights per "
+        "output channel; biases float; residual Adds fed by their Conv directly",
+        "activation_scales": source,
+        "calibration_samples": used,
+        **counts,
+    }
+
+
+def _fp16(model: onnx.ModelProto, *, keep_io: bool) -> onnx.ModelProto:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # values clamped to FP16's range are reported by verify
+        return convert_float_to_float16(model, keep_io_types=keep_io)
+
+
+def _int4(model: onnx.ModelProto, block: int) -> tuple[onnx.ModelProto, dict[str, Any], list[str]]:
+    """Constant MatMul weights [K, N] as int4 blocks of ``block`` rows along K (opset 21 DQ)."""
+    from onnx import TensorProto, helper, numpy_helper, version_converter
+
+    if block < 2 or block & (block - 1):
+        raise UsageError(f"int4 block size must be a power of two >= 2, got {block}")
+    model = version_converter.convert_version(model, OPSET_INT4)
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    done: dict[str, str] = {}
+    skipped: list[str] = []
+    new_nodes: list[onnx.NodeProto] = []
+    for node in g.node:
+        if node.op_type != "MatMul" or node.input[1] not in inits:
+            continue
+        w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+        k = w.shape[0] if w.ndim == 2 else 0
+        if w.ndim != 2 or k % block or w.shape[1] % 2:
+            skipped.append(node.name or node.output[0])  # TensorRT: even last dim, whole blocks
+            continue
+        name = node.input[1]
+        if name not in done:
+            blocks = w.reshape(k // block, block, w.shape[1])
+            scale = np.maximum(np.abs(blocks).max(axis=1) / INT4_MAX, 1e-8).astype(np.float32)
+            q = np.clip(np.round(blocks / scale[:, None, :]), -8, 7).astype(np.int8).reshape(w.shape)
+            qname, sname = f"{name}_int4", f"{name}_scale"
+            g.initializer.append(
+                helper.make_tensor(qname, TensorProto.INT4, list(w.shape), q.flatten().tolist())
+            )
+            g.initializer.append(numpy_helper.from_array(scale, sname))
+            dq = helper.make_node(
+                "DequantizeLinear",
+                [qname, sname],
+                [f"{name}_dq"],
+                f"{name}_DequantizeLinear",
+                axis=0,
+                block_size=block,
+            )
+            new_nodes.append(dq)
+            done[name] = dq.output[0]
+        node.input[1] = done[name]
+    if not done:
+        raise UsageError(
+            "--quantize int4-weights found no MatMul with a constant weight to quantize",
+            hint="int4 weight-only is for transformer projections / MLPs; use int8 or fp16 for CNNs",
+        )
+    nodes = [*new_nodes, *g.node]
+    used = {i for n in nodes for i in n.input}
+    for init in [i for i in g.initializer if i.name in done and i.name not in used]:
+        g.initializer.remove(init)
+    del g.node[:]
+    g.node.extend(nodes)
+    model.ir_version = max(model.ir_version, 10)  # int4 tensors need IR 10
+    return (
+        model,
+        {
+            "scheme": f"int4 weight-only: MatMul weights in blocks of {block} along the reduction axis, "
+            "symmetric (zero-point 0), activations float",
+            "int4_matmuls": len(done),
+            "float_matmuls": skipped,
+        },
+        skipped,
+    )
