@@ -279,7 +279,7 @@ def test_measure_energy_on_fake_sysfs(orin_nano_sysfs):
         time.sleep(0.002)
 
     run = measure_energy(
-        infer, sampler=SysfsSampler(chans, 0.002), iterations=100, batch_size=4, warmup=10, idle_s=0.2
+        infer, sampler=SysfsSampler(chans, 0.002), iterations=100, batch_size=4, warmup=30, idle_s=0.2
     )
     e = run.energy
     assert e.rail == "VDD_IN" and e.source == "ina3221 sysfs" and e.inferences == 400

@@ -321,3 +321,52 @@ def test_bench_on_the_engine_measures_energy(digits_jetson_int8, tmp_path):
     assert res.energy is not None and res.energy["energy_j"] > 0
     head = json.loads((art_dir / "report.json").read_text())["energy"]["headline"]
     assert head["source"] == "measured" and head["energy_j"] == res.energy["energy_j"]
+
+
+def test_learned_scales_are_kept_not_recalibrated(tmp_path):
+    """A program whose quantization record (QAT) has 8-bit input scales keeps them in the graph."""
+    from edgec.loading import load_program
+    from edgec.quant import LayerQuant
+
+    prog = load_program("zoo:digits-cnn")
+    learned = {"features.0": 0.0123, "features.3": 0.0456, "classifier.1": 0.0789, "classifier.3": 0.0321}
+    prog.quant.update(
+        {
+            name: LayerQuant(method="test", act_bits=8, act_scale=s, act_zero_point=0)
+            for name, s in learned.items()
+        }
+    )
+    cfg = edgec.config.load_config(target="jetson", quantize="int8")
+    out = tmp_path / "qat"
+    edgec.api.compile(prog, out=out, config=cfg)
+    model = _graph_ok(out, "int8")
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    written = sorted(float(inits[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear")
+    assert written == pytest.approx(sorted(learned.values()))
+    q = json.loads((out / "report.json").read_text())["target_report"]["quantization"]
+    assert q["activation_scales"].startswith("learned") and q["calibration_samples"] == 0
+
+
+def test_engine_is_recorded_in_the_artifact(digits_jetson_int8, tmp_path):
+    """What build-engine writes besides the plan: the file with its sha256, the settings, report.md."""
+    import hashlib
+    import shutil
+
+    from edgec.targets.jetson import record_engine
+
+    art_dir = tmp_path / "art"
+    shutil.copytree(digits_jetson_int8, art_dir)
+    art = Artifact.open(art_dir)
+    settings = engine_settings(art, "10.3.0", workspace_mb=64, dla_core=None, max_batch=16)
+    plan = b"serialized engine bytes"
+    record_engine(art, plan, settings)
+    rep = json.loads((art_dir / "report.json").read_text())
+    assert rep["files"]["engine"] == {
+        "path": "model.plan",
+        "bytes": len(plan),
+        "sha256": hashlib.sha256(plan).hexdigest(),
+    }
+    eng = rep["target_report"]["engine"]
+    assert eng["built"] and eng["max_batch"] == 16 and eng["fixed_batch"] is None
+    assert eng["settings"]["network_flags"] == ["STRONGLY_TYPED"]
+    assert "model.plan" in (art_dir / "report.md").read_text()

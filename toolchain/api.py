@@ -436,7 +436,6 @@ def bench(
 def _attach_measurement(art: Artifact, measurement: Any) -> None:
     """The measured energy becomes the artifact report's headline (report.json and report.md)."""
     from edgec.energy.measured import attach_measurement
-    from edgec.report import render_markdown
 
     report = dict(art.report)
     if report.get("energy") is None:
@@ -445,8 +444,7 @@ def _attach_measurement(art: Artifact, measurement: Any) -> None:
         )
         return
     report["energy"] = attach_measurement(report["energy"], measurement)
-    write_json(art.path / REPORT_JSON, report)
-    (art.path / REPORT_MD).write_text(render_markdown(report))
+    _write_reports(art.path, Report.from_dict(report))
     art.report.update(report)
 
 

@@ -229,9 +229,9 @@ def engine_settings(
 
 def record_engine(artifact: Artifact, plan: bytes, settings: Any) -> dict[str, Any]:
     """Write the engine next to the graph and record it (files, settings) in report.json / report.md."""
-    from edgec.artifact import REPORT_JSON, REPORT_MD, write_json
+    from edgec.artifact import REPORT_JSON, REPORT_MD
     from edgec.program import sha256_of
-    from edgec.report import render_markdown
+    from edgec.report import Report, render_html, render_markdown
 
     tmp = artifact.path / (ENGINE_FILE + ".tmp")
     tmp.write_bytes(plan)
@@ -250,8 +250,11 @@ def record_engine(artifact: Artifact, plan: bytes, settings: Any) -> dict[str, A
         "fixed_batch": hi[0] if lo == hi else None,
     }
     report["target_report"] = {**report["target_report"], "engine": engine}
-    write_json(artifact.path / REPORT_JSON, report)
-    (artifact.path / REPORT_MD).write_text(render_markdown(report))
+    doc = Report.from_dict(report)
+    (artifact.path / REPORT_JSON).write_text(doc.to_json())
+    (artifact.path / REPORT_MD).write_text(render_markdown(doc))
+    if doc.energy is not None:
+        (artifact.path / "report.html").write_text(render_html(doc))
     artifact.report.update(report)
     return engine
 

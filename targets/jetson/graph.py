@@ -7,8 +7,8 @@
                   edges), with ONNX Runtime's float16 converter; a strongly typed network then runs
                   FP16 kernels without any builder precision flag.
 ``int8``          symmetric int8 Q/DQ placed the way TensorRT fuses them (:mod:`.qdq`); scales from
-                  calibration data, or the model's learned quantization when it carries one
-                  (:func:`learned_act_scales`, the hook for edgec's QAT passes).
+                  calibration data, or the scales a QAT pass learned when the program's
+                  quantization record (``Program.quant``) carries them (:func:`learned_act_scales`).
 ``int4-weights``  the constant weights of MatMuls (transformer projections and MLPs) as int4 blocks
                   along the reduction axis (scale ``max|w| / 7`` per block of ``block_size`` rows,
                   zero-point 0), activations in float: TensorRT's weight-only INT4. Written by hand
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgec.errors import ModelError, UsageError
-from edgec.targets.jetson.qdq import calibrate, place, write_qdq
+from edgec.targets.jetson.qdq import Placement, calibrate, place, write_qdq
 from edgec.targets.jetson.rules import FLOAT_OPS_KEY, OPSET_INT4
 
 if TYPE_CHECKING:
@@ -106,18 +106,30 @@ def export_fp32(program: Program, path: Path, *, batch: int | None = None) -> di
     raise ModelError(f"cannot export the model to ONNX ({'; '.join(errors)})")
 
 
-def learned_act_scales(program: Program) -> dict[str, float] | None:
-    """Activation scales learned by edgec's QAT passes, keyed by graph tensor, or None.
+def module_of(node_name: str) -> str:
+    """The PyTorch module an exported node belongs to: ``/features/features.0/Conv`` -> ``features.0``."""
+    parts = [p for p in node_name.split("/") if p]
+    return parts[-2] if len(parts) >= 2 else ""
 
-    The hook for compressed models: when a program carries a typed quantization record (issue 8:
-    per-layer bits, scale, zero-point), its activation scales are used as they are instead of being
-    re-calibrated. Programs without one (every model today) are calibrated.
+
+def learned_act_scales(program: Program, plan: Placement) -> dict[str, float] | None:
+    """Activation scales from the program's quantization record (``Program.quant``), or None.
+
+    The hook for models compressed by edgec's QAT passes: a layer whose record has an 8-bit,
+    zero-point-0 input quantizer keeps its learned ``act_scale`` instead of being re-calibrated.
+    None when the record gives no usable activation scale for some quantized input (then every
+    scale is calibrated, so the graph stays consistent).
     """
-    record = getattr(program, "quantization", None) or program.metadata.get("quantization")
-    if not record:
+    quant = getattr(program, "quant", None) or {}
+    if not quant:
         return None
-    scales = record.get("activation_scales") if isinstance(record, dict) else None
-    return {str(k): float(v) for k, v in scales.items()} if scales else None
+    scales: dict[str, float] = {}
+    for p in plan.activations:
+        rec = quant.get(module_of(p.consumer))
+        if rec is None or rec.act_scale is None or rec.act_bits != 8 or rec.act_zero_point not in (None, 0):
+            return None
+        scales[p.tensor] = float(rec.act_scale)
+    return scales
 
 
 def build_graph(
@@ -187,12 +199,9 @@ def _int8(
     progress: Progress | None,
 ) -> dict[str, Any]:
     plan = place(model)
-    learned = learned_act_scales(program)
+    learned = learned_act_scales(program, plan)
     if learned is not None:
-        missing = [t for t in plan.tensors if t not in learned]
-        if missing:
-            raise ModelError(f"the model's learned quantization has no scale for {missing[:3]}")
-        scales, source, used = learned, "learned (QAT record)", 0
+        scales, source, used = learned, "learned (the program's quantization record)", 0
     else:
         if calib is None:
             raise UsageError(

@@ -194,13 +194,14 @@ def measure_energy(
     """
     if iterations < 1 or batch_size < 1 or warmup < 0 or idle_s <= 0:
         raise UsageError("iterations and batch size must be >= 1, warm-up >= 0, idle time > 0")
-    sampler.start()
+    settle = max(2 * sampler.interval_s, 0.05)  # a sample on both sides of each window edge, even
+    sampler.start()  # when the sampler thread is slow to get the CPU
     try:
-        time.sleep(2 * sampler.interval_s)
+        time.sleep(settle)
         i0 = clock()
         time.sleep(idle_s)
         i1 = clock()
-        time.sleep(2 * sampler.interval_s)  # an idle sample after i1 too: its edge stays idle
+        time.sleep(settle)  # an idle sample after i1 too: its edge stays idle
         for _ in range(warmup):
             fn()
         latencies: list[float] = []
@@ -210,7 +211,7 @@ def measure_energy(
             fn()
             latencies.append(clock() - s)
         t1 = clock()
-        time.sleep(2 * sampler.interval_s)
+        time.sleep(settle)
     finally:
         trace = sampler.stop()
     choice = choose_rail(trace.rails_w, rail)
