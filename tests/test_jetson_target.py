@@ -96,7 +96,7 @@ def test_user_torch_export_model_int8(tmp_path):
     edgec.compile(str(path), target="jetson", quantize="int8", calib=str(tmp_path / "data.npz"), out=out)
     _graph_ok(out, "int8")
     # against the exported program itself (edgec verify on .pt2 artifacts waits for issue 7's fix)
-    y = edgec.run(out, x)
+    y = edgec.run(out, x)["output"]
     with torch.no_grad():
         ref = torch.export.load(path).module()(torch.from_numpy(x)).numpy()
     assert (y.argmax(1) == ref.argmax(1)).mean() >= 0.95
@@ -143,7 +143,7 @@ def test_int4_weights_transformer(tmp_path):
         assert inits[dq.input[0]].data_type == onnx.TensorProto.INT4
         assert onnx.helper.get_attribute_value(dq.attribute[1]) == 32
         assert (onnx.numpy_helper.to_array(inits[dq.input[1]]) > 0).all()  # TensorRT: positive scales
-    y = edgec.run(out, x)
+    y = edgec.run(out, x)["output"]
     with torch.no_grad():
         ref = module(torch.from_numpy(x)).numpy()
     assert (y.argmax(1) == ref.argmax(1)).mean() >= 0.9
@@ -297,8 +297,8 @@ def test_engine_builds_and_matches_onnxruntime(digits_jetson_int8, tmp_path):
     engine = edgec.api.build_engine(art_dir, workspace_mb=256)
     assert engine["built"] and (art_dir / "model.plan").stat().st_size > 0
     x = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
-    y_trt = edgec.run(art_dir, x, backend="tensorrt")
-    y_ort = edgec.run(art_dir, x, backend="onnxruntime")
+    y_trt = edgec.run(art_dir, x, backend="tensorrt")["output"]
+    y_ort = edgec.run(art_dir, x, backend="onnxruntime")["output"]
     assert (y_trt.argmax(1) == y_ort.argmax(1)).mean() >= 0.99
     assert edgec.verify(art_dir, backend="tensorrt").metrics["top1_agreement"] >= 0.99
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from edgec.errors import ConstraintViolation, DataError, UsageError
-from edgec.target import Lowered, Target, Violation
+from edgec.target import Lowered, Session, Target, Violation
 
 if TYPE_CHECKING:
     from edgec.artifact import Artifact
@@ -154,11 +153,11 @@ class JetsonTarget(Target):
 
     def session(
         self, artifact: Artifact, *, backend: str | None = None, threads: int | None = None
-    ) -> Callable[[np.ndarray], np.ndarray]:
+    ) -> Session:
         backend = self.resolve_backend(backend)
         if backend == "tensorrt":
             return self._engine_session(artifact)
-        return _ort_session(artifact.file("model"), threads)
+        return _ort_session(artifact, threads)
 
     def energy_probe(self, artifact: Artifact, *, backend: str) -> Any:
         """Rail power during ``bench --backend tensorrt`` on a Jetson (INA3221 sysfs, else tegrastats)."""
@@ -187,7 +186,7 @@ class JetsonTarget(Target):
         plan = build_engine(artifact.file("model"), settings)
         return record_engine(artifact, plan, settings)
 
-    def _engine_session(self, artifact: Artifact) -> Callable[[np.ndarray], np.ndarray]:
+    def _engine_session(self, artifact: Artifact) -> Session:
         from edgec.targets.jetson.engine import engine_session, import_tensorrt
 
         import_tensorrt()  # exit 7 with a clear message where TensorRT is missing
@@ -198,9 +197,15 @@ class JetsonTarget(Target):
                 hint=f"build it on the device: edgec build-engine {artifact.path}",
             )
         eng = artifact.report["target_report"].get("engine", {})
-        return engine_session(
+        run = engine_session(
             artifact.file("engine"), max_batch=eng.get("max_batch"), fixed_batch=eng.get("fixed_batch")
         )
+
+        def named(x: np.ndarray) -> dict[str, np.ndarray]:
+            outs = run(x)
+            return dict(zip(_output_names(artifact, list(outs)), outs.values(), strict=True))
+
+        return named
 
 
 def engine_settings(
@@ -259,7 +264,12 @@ def record_engine(artifact: Artifact, plan: bytes, settings: Any) -> dict[str, A
     return engine
 
 
-def _ort_session(model: Path, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+def _output_names(artifact: Artifact, found: list[str]) -> list[str]:
+    declared = [o["name"] for o in artifact.report["program"].get("outputs") or []]
+    return declared if len(declared) == len(found) else found
+
+
+def _ort_session(artifact: Artifact, threads: int | None) -> Session:
     """The artifact's graph on ONNX Runtime's CPU kernels (Q/DQ computed in float: the reference)."""
     import onnxruntime as ort
 
@@ -267,13 +277,17 @@ def _ort_session(model: Path, threads: int | None) -> Callable[[np.ndarray], np.
     so.log_severity_level = 3
     if threads:
         so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(artifact.file("model")), so, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
+    names = _output_names(artifact, [o.name for o in sess.get_outputs()])
     expected = [d if isinstance(d, int) else None for d in inp.shape]
     fixed = expected[0]  # a graph compiled with a fixed batch (the DLA's) runs in chunks of it
     dtype = np.float16 if inp.type == "tensor(float16)" else np.float32  # a DLA FP16 graph takes FP16
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def once(x: np.ndarray) -> list[np.ndarray]:
+        return [np.asarray(v, dtype=np.float32) for v in sess.run(None, {inp.name: x})]
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != len(expected) or any(
             e not in (None, d) for e, d in zip(expected[1:], x.shape[1:], strict=True)
@@ -281,14 +295,14 @@ def _ort_session(model: Path, threads: int | None) -> Callable[[np.ndarray], np.
             raise DataError(f"input of shape {tuple(x.shape)} does not fit the graph (expects {inp.shape})")
         x = x.astype(dtype)
         if fixed is None:
-            return np.asarray(sess.run(None, {inp.name: x})[0], dtype=np.float32)
-        outs = []
+            return dict(zip(names, once(x), strict=True))
+        parts: list[list[np.ndarray]] = []
         for i in range(0, len(x), fixed):
             chunk = x[i : i + fixed]
             pad = fixed - len(chunk)
             if pad:
                 chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), dtype)])
-            outs.append(np.asarray(sess.run(None, {inp.name: chunk})[0], dtype=np.float32)[: fixed - pad])
-        return np.concatenate(outs)
+            parts.append([v[: fixed - pad] for v in once(chunk)])
+        return {n: np.concatenate([p[k] for p in parts]) for k, n in enumerate(names)}
 
     return run

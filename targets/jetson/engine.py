@@ -149,7 +149,7 @@ class EngineSession:
             self._device[buf.name] = (ptr, buf.nbytes)
         return ptr
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         check_batch(len(x), self.max_batch, self.fixed_batch)
         buffers = io_buffers(self.tensors(), len(x))
         h2d = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
@@ -172,7 +172,7 @@ class EngineSession:
             _check(self.cudart.cudaMemcpyAsync(host.ctypes.data, ptr, buf.nbytes, d2h, self.stream))
             results.append(host)
         _check(self.cudart.cudaStreamSynchronize(self.stream))
-        return results[0].astype(np.float32)
+        return {buf.name: host.astype(np.float32) for (buf, _), host in zip(outputs, results, strict=True)}
 
     def close(self) -> None:
         for ptr, _ in self._device.values():
@@ -182,5 +182,5 @@ class EngineSession:
 
 def engine_session(
     plan_path: Path, *, max_batch: int | None, fixed_batch: int | None
-) -> Callable[[np.ndarray], np.ndarray]:
+) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     return EngineSession(plan_path.read_bytes(), max_batch=max_batch, fixed_batch=fixed_batch)
