@@ -288,6 +288,28 @@ def test_c_convolution_handles_stride_padding_dilation_groups(stride, padding, d
     np.testing.assert_array_equal(got, Emulator(net, kernel="numpy").run(x))
 
 
+@pytest.mark.parametrize("saturate", [False, True])
+def test_large_batches_run_on_blas_and_equal_the_event_driven_kernels(saturate, c_kernel):
+    """From BLAS_MIN_ROWS rows (timesteps x samples) on, synapses run as one BLAS matmul / oneDNN conv
+    (what `verify` and `run` use on big inputs); every layer's spikes at every step equal the
+    event-driven C synapses' (kernel="c", the path the Lava comparisons pin down)."""
+    from edgec.targets.loihi.emulator import BLAS_MIN_ROWS
+
+    rng = np.random.default_rng(11 + saturate)
+    net = _random_net(rng, saturate=saturate)
+    x = (rng.random((16, 20, 2, 9, 9)) < 0.4).astype(np.uint8)
+    assert x.shape[0] * x.shape[1] >= BLAS_MIN_ROWS  # 320 rows: the large-batch path
+    out_blas, rec_blas = Emulator(net).run(x, record=True)
+    out_c, rec_c = Emulator(net, kernel="c").run(x, record=True)
+    for a, b in zip(rec_blas, rec_c, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(out_blas, out_c)
+    assert all(r.any() for r in rec_c), "every layer spikes"
+    # and one sample at a time (16 rows: the event-driven path) gives the same outputs
+    for i in (0, 7, 19):
+        np.testing.assert_array_equal(Emulator(net).run(x[:, i : i + 1])[:, 0], out_blas[:, i])
+
+
 def test_emulator_samples_are_independent_of_their_batch():
     rng = np.random.default_rng(3)
     net = _random_net(rng)
