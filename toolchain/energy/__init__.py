@@ -6,10 +6,14 @@ with (:attr:`edgec.target.Target.cost_tables`). Every energy figure names its ta
 whether it is an estimate or a measurement.
 
 Modules: :mod:`~edgec.energy.tables` (cited cost tables), :mod:`~edgec.energy.counts` (what is
-counted, and the conventions), :mod:`~edgec.energy.counter` (the traced inference),
-:mod:`~edgec.energy.activity` (SOPs and spikes on real inputs), :mod:`~edgec.energy.estimate`
-(pricing), :mod:`~edgec.energy.analyze` (the report section), :mod:`~edgec.energy.gate` (CI
-regression gate), :mod:`~edgec.energy.measured` (measured figures replace estimates).
+counted, and the conventions), :mod:`~edgec.energy.rules` (analytic rules of layers),
+:mod:`~edgec.energy.ops` (rules of ATen operators), :mod:`~edgec.energy.graphs` (torch.export and
+TorchScript programs run node by node, operators given back to their layers),
+:mod:`~edgec.energy.counter` (the traced inference), :mod:`~edgec.energy.activity` (SOPs and
+spikes on real inputs), :mod:`~edgec.energy.count` (a program's counts),
+:mod:`~edgec.energy.estimate` (pricing), :mod:`~edgec.energy.analyze` (the report section),
+:mod:`~edgec.energy.gate` (CI regression gate), :mod:`~edgec.energy.measured` (measured figures
+replace estimates).
 
 ``import edgec.energy`` is light; torch is imported by the counting modules only.
 """
@@ -19,9 +23,9 @@ from __future__ import annotations
 from typing import Any
 
 _LAZY = {
-    "count_program": "edgec.energy.analyze",
+    "count_program": "edgec.energy.count",
     "energy_section": "edgec.energy.analyze",
-    "neuron_types": "edgec.energy.analyze",
+    "neuron_types": "edgec.energy.count",
     "CostTable": "edgec.energy.tables",
     "TABLES": "edgec.energy.tables",
     "get_table": "edgec.energy.tables",

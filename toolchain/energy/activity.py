@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgec.energy.counter import _ACT, _CONVT, is_synapse
+from edgec.energy.graphs import CallTracker, GraphProgram, Layer
+from edgec.energy.rules import ACTIVATION_NAMES, ACTIVATIONS, CONVT, is_synapse
 
 
 @dataclass
@@ -93,7 +94,7 @@ def conv_counts(m: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int, int
     """(exact, dense, padding-unaware dense) counts of one call of a conv / conv-transpose layer."""
     nd = len(m.kernel_size)
     w = m.weight
-    transposed = isinstance(m, _CONVT)
+    transposed = isinstance(m, CONVT)
     batched = x.dim() == nd + 2
     xb = (x != 0).to(torch.float32)
     wb = (w != 0).to(torch.float32)
@@ -227,7 +228,7 @@ def measure_activity(
             handles.append(m.register_forward_hook(neuron_hook(name or "(model)")))
         elif synapses_too and is_synapse(m):
             handles.append(m.register_forward_hook(synapse_hook(name or "(model)")))
-        elif isinstance(m, _ACT):
+        elif isinstance(m, ACTIVATIONS):
             handles.append(m.register_forward_hook(density_hook(name or "(model)")))
     samples = 0
     try:
@@ -239,3 +240,34 @@ def measure_activity(
         for h in handles:
             h.remove()
     return Activity(samples, synapses, neurons, density)
+
+
+class _GraphDensity(CallTracker):
+    """Fraction of non-zero outputs of every activation layer of a graph, call by call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.density: dict[str, DensityStats] = {}
+
+    def call(self, layer: Layer, output: torch.Tensor | None) -> None:
+        if layer.type in ACTIVATION_NAMES and output is not None:
+            st = self.density.setdefault(layer.name or "(model)", DensityStats())
+            st.nnz += int((output != 0).sum().item())
+            st.numel += int(output.numel())
+
+
+def measure_graph_density(graph: GraphProgram, batches: Iterable[torch.Tensor]) -> Activity:
+    """An ANN graph's activation densities on every sample of ``batches``.
+
+    The graph runs one sample at a time: a program exported at batch 1 may have its batch size
+    written into its operators (a ``view(1, ...)``), and densities add up sample by sample.
+    """
+    listener = _GraphDensity()
+    samples = 0
+    with torch.no_grad():
+        for xb in batches:
+            for i in range(int(xb.shape[0])):
+                graph.run(xb[i : i + 1], listener)
+                listener.finish()
+                samples += 1
+    return Activity(samples, {}, {}, listener.density)

@@ -1,232 +1,31 @@
-"""Count a program (one traced inference + activity on real inputs) and price it per target.
+"""Price a program's counts per target: the ``energy`` section of report.json (docs/report-schema.md).
 
-``count_program`` gives :class:`~edgec.energy.counts.ModelCounts`; ``energy_section`` prices them
-with the target's cost table (and every other target's, for the comparison) and returns the
-``energy`` section of report.json (docs/report-schema.md).
+:func:`energy_section` counts the program (:func:`edgec.energy.count.count_program`), sets each
+layer's storage widths (:func:`apply_bits`), prices the counts with the target's cost table and
+with every table the caller hands in for the comparison across targets (the energy package never
+looks targets up), and totals them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import logging
 import math
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from edgec.energy.activity import Activity, measure_activity
-from edgec.energy.counter import is_synapse, iter_param_owners, trace_counts
-from edgec.energy.counts import LayerCounts, ModelCounts, SynapticOps, Workload
+from edgec.energy.count import DEFAULT_SAMPLES, count_program, neuron_types
+from edgec.energy.counts import ModelCounts
 from edgec.energy.estimate import price_model
 from edgec.energy.tables import CostTable, get_table
 from edgec.errors import UsageError
-from edgec.snn import run_model
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from edgec.data import Dataset
     from edgec.program import Program
 
-log = logging.getLogger(__name__)
-
-#: parameter names stored at a layer's weight width (the rest: biases, norms, embeddings' extras)
-_WEIGHT_NAMES = (
-    "weight",
-    "in_proj_weight",
-    "q_proj_weight",
-    "k_proj_weight",
-    "v_proj_weight",
-    "out_proj.weight",
-)
-DEFAULT_SAMPLES = 32
+__all__ = ["DEFAULT_SAMPLES", "apply_bits", "count_program", "energy_section", "neuron_types", "totals"]
 ENERGY_SECTION_VERSION = 1
-
-
-def neuron_types() -> tuple[type[nn.Module], ...]:
-    """Spiking neuron classes of the core vocabulary (:mod:`edgec.snn`)."""
-    import edgec.snn as snn
-
-    explicit = getattr(snn, "NEURON_TYPES", None)
-    if explicit:
-        return tuple(explicit)
-    return tuple(
-        v
-        for v in vars(snn).values()
-        if isinstance(v, type) and issubclass(v, nn.Module) and getattr(v, "is_spiking_neuron", False)
-    )
-
-
-def _model_input(program: Program, x: torch.Tensor) -> torch.Tensor:
-    """What the module itself receives: an SNN's encoded ``[T, B, ...]`` spikes (encoding runs on the
-    host, outside the counted network), an ANN's raw input."""
-    if program.kind != "snn":
-        return x
-    from edgec.snn import encode
-
-    return encode(x, program.timesteps, program.encoder)
-
-
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Count in inference mode (eval), restoring the module's mode afterwards.
-
-    Modules that cannot switch (a ``torch.export`` program's module) are counted as they are.
-    """
-    was_training = module.training
-    try:
-        module.eval()
-    except NotImplementedError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        module.train(was_training)
-
-
-def _batches(
-    program: Program, data: Dataset | None, samples: int, batch_size: int = 64
-) -> Iterator[torch.Tensor]:
-    if data is None:
-        yield program.example_input
-        return
-    for xb in data.batches(batch_size, limit=samples):
-        yield torch.from_numpy(xb).float()
-
-
-def _first_sample(program: Program, data: Dataset | None) -> torch.Tensor:
-    if data is not None:
-        for x, _ in data.take(1):
-            return torch.from_numpy(x[None]).float()
-    return program.example_input[:1]
-
-
-def count_program(
-    program: Program,
-    data: Dataset | None = None,
-    *,
-    samples: int = DEFAULT_SAMPLES,
-) -> ModelCounts:
-    """Dense counts of one inference, plus activity measured on ``samples`` inputs of ``data``.
-
-    Without data the program's example input is used (for an ANN every count but the activation
-    density is analytic and does not depend on it).
-    """
-
-    if samples < 1:
-        raise UsageError(f"--samples must be >= 1, got {samples}")
-    module = program.module
-    scripted = isinstance(module, torch.jit.ScriptModule)
-    types = neuron_types() + tuple(
-        {type(m) for m in module.modules() if getattr(type(m), "is_spiking_neuron", False)}
-    )
-    with _eval_mode(module):
-        x1 = _model_input(program, _first_sample(program, data))
-        with torch.no_grad():  # inside a caller's torch.inference_mode the fused paths run: same counts
-            trace = trace_counts(
-                module,
-                lambda: module(x1),
-                neuron_types=types,
-                module_hooks=not scripted,
-            )
-        if scripted or (data is None and program.kind == "ann"):
-            # TorchScript modules take no Python hooks: no per-layer activity. An ANN without data:
-            # nothing but the activation density depends on the input, and the trace measured it.
-            activity = Activity(1 if not scripted else 0, {}, {}, {})
-            if scripted:
-                for xb in _batches(program, data, samples):
-                    activity.samples += int(xb.shape[0])
-        else:
-            activity = measure_activity(
-                module,
-                _batches(program, data, samples),
-                lambda xb: run_model(program, xb),  # splits batches a fixed-batch graph cannot take
-                neuron_types=types,
-                synapses_too=program.kind == "snn",
-            )
-    rows = trace.layer_counts()
-    _attach_activity(rows, activity, spiking=program.kind == "snn")
-    _attach_params(rows, module, trace.analytic_modules)
-    data_name = data.name if data is not None else "the program's example input"
-    if data is None and program.source.format in ("zoo", "state_dict", "export", "torchscript", "pickle"):
-        data_name = "the program's example input (uniform random, seed 0)"
-    workload = Workload(
-        samples=activity.samples,
-        data=data_name,
-        timesteps=program.timesteps,
-        encoder=program.encoder,
-        kind=program.kind,
-    )
-    counts = ModelCounts(
-        layers=rows,
-        workload=workload,
-        peak_activation_elements=trace.peak_elements,
-        peak_activation_bytes=int(trace.peak_bytes),
-        peak_at=trace.peak_at,
-    )
-    if scripted:
-        counts.notes.append(
-            "TorchScript module: counted per operator (no per-layer names, no synaptic activity); "
-            "compile from a torch.export .pt2 or a state_dict for per-layer figures"
-        )
-    if program.kind == "snn":
-        counts.notes.append(
-            "the encoding layer sees the encoded input on every timestep and is charged T times "
-            "(as executed, and as NeuroBench counts)"
-        )
-    return counts
-
-
-def _attach_activity(rows: list[LayerCounts], act: Activity, *, spiking: bool) -> None:
-    n = max(act.samples, 1)
-    by_name = {r.name: r for r in rows if not r.type.startswith("aten.")}
-    for name, st in act.synapses.items():
-        row = by_name.get(name)
-        if row is None or not spiking:
-            continue
-        row.sops = SynapticOps(
-            exact=st.exact / n,
-            effective_acs=st.acs / n,
-            effective_macs=st.macs / n,
-            dense=st.dense / n,
-            literature=(st.nnz / st.numel * st.flops / n) if st.numel else 0.0,
-            exact_run=st.exact,
-            effective_acs_run=st.acs,
-            effective_macs_run=st.macs,
-            dense_run=st.dense,
-        )
-        row.input_rate = st.nnz / st.numel if st.numel else 0.0
-        row.input_spikes = st.nnz / n
-    for name, nst in act.neurons.items():
-        row = by_name.get(name)
-        if row is None:
-            continue
-        row.spikes = nst.spikes / n
-        row.neuron_updates = nst.updates / n
-        row.active_neuron_updates = nst.active / n
-        row.firing_rate = nst.spikes / nst.updates if nst.updates else 0.0
-        row.output_bits = 1
-    for name, dst in act.density.items():
-        row = by_name.get(name)
-        if row is not None and dst.numel:
-            row.output_density = dst.nnz / dst.numel
-
-
-def _attach_params(rows: list[LayerCounts], module: nn.Module, analytic: set[str]) -> None:
-    by_name = {r.name: r for r in rows if not r.type.startswith("aten.")}
-    for name, type_, m, params in iter_param_owners(module, analytic):
-        row = by_name.get(name)
-        if row is None:
-            row = LayerCounts(name=name, type=type_, role="params")
-            rows.append(row)
-            by_name[name] = row
-        weighted = is_synapse(m) or isinstance(m, (nn.MultiheadAttention, nn.Embedding))
-        for pname, p in params:
-            row.params += int(p.numel())
-            if weighted and pname in _WEIGHT_NAMES:
-                row.weight_params += int(p.numel())
 
 
 def apply_bits(
@@ -310,6 +109,7 @@ def totals(counts: ModelCounts, table: CostTable) -> dict[str, Any]:
         "spikes": None,
         "neuron_updates": None,
         "firing_rate": None,
+        "uncounted": [dict(u) for u in counts.uncounted],
     }
     if spiking:
         t["sops"] = {
@@ -334,9 +134,15 @@ def totals(counts: ModelCounts, table: CostTable) -> dict[str, Any]:
 CONVENTIONS = {
     "unit": "every count and energy is per inference: one sample, all timesteps of an SNN",
     "macs": "weight multiply-accumulates of conv / linear / matmul, attention q k^T and attn v included; "
-    "computed analytically from shapes; padding-unaware for convolutions (as fvcore / torchvision)",
+    "computed analytically from shapes; padding-unaware for convolutions (as fvcore / torchvision); "
+    "recurrent layers (LSTM / GRU / RNN): every weight matrix once per timestep, batch element, layer "
+    "and direction",
     "other_ops": "separate line items, per element: bias 1, batch norm 2, layer/group norm 5, activation 1, "
-    "softmax 3, pooling prod(kernel) per output (adaptive: 1 per input), element-wise add/mul 1",
+    "softmax 3, pooling prod(kernel) per output (adaptive: 1 per input), element-wise add/mul/compare 1, "
+    "reduction 1 per input element; recurrent layers per hidden unit and step: LSTM 5 activations + 8 "
+    "element-wise, GRU 3 + 8, RNN 1 + 1",
+    "uncounted": "layers that ran operators edgec has no counting rule for (listed with the operators); "
+    "their work is left out of every total and the headline energy is then n/a, never a silent zero",
     "sops.exact": "sum over calls of sum(conv((x != 0), (w != 0))): (non-zero input, non-zero weight) "
     "pairs that produce a contribution; boundary-, stride-, group- and pruning-aware",
     "sops.effective_acs / effective_macs": "the exact count split by input: calls whose input is all in "
@@ -354,6 +160,19 @@ CONVENTIONS = {
     "energy": "estimate = counts x cited per-operation prices of the named table; a measured figure, when "
     "present, replaces it as the headline",
 }
+
+
+def _bit_overrides(program: Program) -> dict[str, int] | None:
+    """Per-layer weight widths a compression pass recorded (``program.quant``, or the older
+    ``program.metadata["weight_bits"]``)."""
+    out: dict[str, int] = {}
+    legacy = program.metadata.get("weight_bits")
+    if isinstance(legacy, dict):
+        out.update({str(k): int(v) for k, v in legacy.items()})
+    for name, lq in getattr(program, "quant", {}).items():
+        if getattr(lq, "weight_bits", None):
+            out[name] = int(lq.weight_bits)
+    return out or None
 
 
 def energy_section(
@@ -374,9 +193,7 @@ def energy_section(
     tab = get_table(table)
     if counts is None:
         counts = count_program(program, data, samples=samples)
-    overrides = (
-        program.metadata.get("weight_bits") if isinstance(program.metadata.get("weight_bits"), dict) else None
-    )
+    overrides = _bit_overrides(program)
     c, priced, total = priced_copy(counts, program.module, tab, weight_bits=weight_bits, overrides=overrides)
     tot = totals(c, tab)
     tot["energy"] = total
@@ -395,29 +212,31 @@ def energy_section(
                 "variant": variant,
                 "label": f"{tgt_name} ({other.precision})" if variants[tgt_name] > 1 else tgt_name,
                 "table": other.ref,
-                "energy_j": ototal["total_j"] if ototal["complete"] else None,
+                "energy_j": ototal["total_j"] if ototal["complete"] and not counts.uncounted else None,
                 "compute_j": ototal["compute_j"],
                 "memory_j": ototal["memory_j"],
-                "complete": ototal["complete"],
+                "complete": ototal["complete"] and not counts.uncounted,
                 "unpriced": ototal["unpriced"],
                 "param_bytes": int(oc.total("param_bytes")),
                 "current": tgt_name == target and other.ref == tab.ref,
             }
         )
     notes = list(counts.notes)
-    if not total["complete"]:
+    if total["unpriced"]:
         notes.append(
             f"table {tab.ref} prices no {', '.join(total['unpriced'])}: the total leaves those operations out"
         )
+    complete = total["complete"] and not counts.uncounted
     return {
         "version": ENERGY_SECTION_VERSION,
         "target": target,
         "headline": {
-            # an incomplete estimate is no figure to quote: what was priced stays in `estimate`
-            "energy_j": total["total_j"] if total["complete"] else None,
+            # an incomplete estimate (unpriced or uncounted work) is no figure to quote: what was
+            # priced stays in `estimate`
+            "energy_j": total["total_j"] if complete else None,
             "source": "estimate",
             "table": tab.ref,
-            "complete": total["complete"],
+            "complete": complete,
         },
         "estimate": total,
         "measured": None,

@@ -1,28 +1,30 @@
-"""Dense counts by tracing one inference: analytic MACs per module, functional matmuls, liveness.
+"""Dense counts by tracing one inference: analytic MACs per layer, functional operators, liveness.
 
 One forward pass (batch 1) runs under two instruments at once:
 
-* forward hooks on every module keep a stack of the modules being executed. Modules with an
-  analytic rule (conv, linear, multi-head attention, norms, activations, pooling, spiking
-  neurons) are counted from their input and output *shapes*; the operations inside them are not
-  counted again. This is why fused inference paths cannot hide work: ``nn.MultiheadAttention``
-  under ``torch.inference_mode`` runs one ``_native_multi_head_attention`` kernel, and its hook
-  still sees ``query``, ``key`` and ``value``.
-* a ``TorchDispatchMode`` sees every ATen operation. Those executed outside any analytic module
-  (a functional ``q @ k.transpose(-2, -1)``, ``F.conv2d``, ``F.scaled_dot_product_attention``, a
-  residual ``+``) are counted by operator, and attributed to the innermost module running them.
-  The same trace gives each tensor's lifetime, from which the peak of live activation memory is
-  computed (see :func:`peak_live`).
+* the layers being executed are known: from forward hooks on every module of a module tree, or,
+  for a torch.export / TorchScript graph, from each node's layer (:mod:`edgec.energy.graphs`).
+  Modules with an analytic rule (:mod:`edgec.energy.rules`: conv, linear, attention, recurrent,
+  norms, activations, pooling, spiking neurons) are counted from their input and output *shapes*,
+  and the operations inside them are not counted again. This is why fused inference paths cannot
+  hide work: ``nn.MultiheadAttention`` under ``torch.inference_mode`` runs one
+  ``_native_multi_head_attention`` kernel, and its hook still sees ``query``, ``key`` and ``value``.
+  A graph's operators are counted one node at a time with the operator rules, as their layer's work.
+* a ``TorchDispatchMode`` sees every ATen operation. In a module tree, those executed outside any
+  analytic module (a functional ``q @ k.transpose(-2, -1)``, ``F.conv2d``, a residual ``+``) are
+  counted by operator (:mod:`edgec.energy.ops`) and attributed to the innermost module running
+  them. The same trace gives each tensor's lifetime, from which the peak of live activation memory
+  is computed (see :func:`peak_live`).
 
-``nn.TransformerEncoderLayer`` has a fused inference path that bypasses its children's
-``forward``; when none of its children ran, its children are counted analytically from the
-layer's input shape.
+An operator with no rule that does arithmetic is *uncounted*: listed per layer, never counted as 0.
+``nn.TransformerEncoderLayer`` has a fused inference path that bypasses its children's ``forward``;
+when none of its children ran, its children are counted analytically from the layer's input shape.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,329 +32,31 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from edgec.energy.counts import LayerCounts
-from edgec.layers import ACTIVATIONS, POOLS_ADAPTIVE, POOLS_KERNEL, SOFTMAX
+from edgec.energy.graphs import CallTracker, GraphProgram, Layer
+from edgec.energy.ops import aten_item, is_free
+from edgec.energy.rules import (
+    ACTIVATION_NAMES,
+    ACTIVATIONS,
+    ANALYTIC,
+    ANALYTIC_NAMES,
+    NOOP,
+    NOOP_NAMES,
+    Item,
+    first_tensor,
+    mha_item,
+    module_item,
+    role_of,
+    tensors,
+)
 
 log = logging.getLogger(__name__)
 
-# ---- analytic module rules -----------------------------------------------------------------------
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_CONVT = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_NORM5 = (nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.RMSNorm)
-_ACT = ACTIVATIONS
-_SOFTMAX = SOFTMAX
-_POOL_K = POOLS_KERNEL
-_POOL_ADAPTIVE = POOLS_ADAPTIVE
-_NOOP = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
-_EMBED = (nn.Embedding,)
+#: kernels that only the modules counted analytically run (their fused inference paths)
+_RUN_BY_COUNTED_MODULES = {"_transformer_encoder_layer_fwd", "_native_multi_head_attention"}
 
 
-def is_synapse(m: nn.Module) -> bool:
-    """Layers whose weights multiply their input: the synapses of an SNN."""
-    return isinstance(m, (nn.Linear, *_CONV, *_CONVT))
-
-
-def _tensors(obj: Any) -> list[torch.Tensor]:
-    leaves, _ = tree_flatten(obj)
-    return [t for t in leaves if isinstance(t, torch.Tensor)]
-
-
-def _first_tensor(args: tuple[Any, ...], kwargs: dict[str, Any], *names: str) -> torch.Tensor | None:
-    for n in names:
-        v = kwargs.get(n)
-        if isinstance(v, torch.Tensor):
-            return v
-    ts = _tensors(args)
-    return ts[0] if ts else None
-
-
-@dataclass
-class _Item:
-    """Counts of one call (or one functional op)."""
-
-    macs: int = 0
-    macs_detail: dict[str, int] = field(default_factory=dict)
-    other: dict[str, int] = field(default_factory=dict)
-
-    def add_other(self, key: str, n: int) -> None:
-        if n:
-            self.other[key] = self.other.get(key, 0) + int(n)
-
-
-def _prod(xs: Any) -> int:
-    return int(math.prod(int(x) for x in xs))
-
-
-def _mha_item(m: nn.MultiheadAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> _Item:
-    """Analytic counts of ``nn.MultiheadAttention`` (both its slow and its fused fast path).
-
-    With ``B`` batch, ``L`` target and ``S`` source length, ``E`` embed dim, ``H`` heads:
-    projections ``B*L*E*E`` (q) + ``B*S*kdim*E`` (k) + ``B*S*vdim*E`` (v) + ``B*L*E*E`` (out);
-    ``q k^T``: ``sum over heads of B*L*S*(E/H) = B*L*S*E``; ``attn v``: the same.
-    """
-    e = m.embed_dim
-    b = (q.shape[0] if m.batch_first else q.shape[1]) if q.dim() == 3 else 1
-    bl = q.numel() // e  # B * L
-    bs = k.numel() // m.kdim  # B * S (key and value share S)
-    s_extra = (1 if m.bias_k is not None else 0) + (1 if m.add_zero_attn else 0)
-    bs_att = bs + b * s_extra
-    item = _Item()
-    proj = bl * e * e + bs * m.kdim * e + (v.numel() // m.vdim) * m.vdim * e + bl * e * e
-    qk = bl * (bs_att // b) * e
-    av = qk
-    item.macs = proj + qk + av
-    item.macs_detail = {"projections": proj, "attention_qk": qk, "attention_av": av}
-    if m.in_proj_bias is not None:
-        item.add_other("bias", bl * e + 2 * bs * e)
-    if m.out_proj.bias is not None:
-        item.add_other("bias", bl * e)
-    item.add_other("softmax", 3 * m.num_heads * bl * (bs_att // b))
-    return item
-
-
-def _module_item(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> _Item | None:
-    """Analytic counts of one call of ``m``, or None if ``m`` has no rule (its ops get traced)."""
-    x = _first_tensor(args, kwargs, "input")
-    outs = _tensors(out)
-    y = outs[0] if outs else None
-    item = _Item()
-    if isinstance(m, _CONV) and y is not None:
-        item.macs = y.numel() * (m.in_channels // m.groups) * _prod(m.kernel_size)
-        if m.bias is not None:
-            item.add_other("bias", y.numel())
-    elif isinstance(m, _CONVT) and x is not None and y is not None:
-        item.macs = x.numel() * (m.out_channels // m.groups) * _prod(m.kernel_size)
-        if m.bias is not None:
-            item.add_other("bias", y.numel())
-    elif isinstance(m, nn.Linear) and x is not None and y is not None:
-        item.macs = (x.numel() // m.in_features) * m.in_features * m.out_features
-        if m.bias is not None:
-            item.add_other("bias", y.numel())
-    elif isinstance(m, nn.MultiheadAttention):
-        q = _first_tensor(args, kwargs, "query")
-        ts = _tensors(args)
-        k = kwargs.get("key", ts[1] if len(ts) > 1 else q)
-        v = kwargs.get("value", ts[2] if len(ts) > 2 else k)
-        if q is None or not isinstance(k, torch.Tensor) or not isinstance(v, torch.Tensor):
-            return None
-        item = _mha_item(m, q, k, v)
-    elif isinstance(m, _BN) and y is not None:
-        item.add_other("norm", 2 * y.numel())
-    elif isinstance(m, _NORM5) and y is not None:
-        item.add_other("norm", 5 * y.numel())
-    elif isinstance(m, _ACT) and y is not None:
-        item.add_other("activation", y.numel())
-    elif isinstance(m, _SOFTMAX) and y is not None:
-        item.add_other("softmax", 3 * y.numel())
-    elif isinstance(m, _POOL_K) and y is not None:
-        k = m.kernel_size
-        ks = k if isinstance(k, tuple) else (k,) * (y.dim() - 2 if y.dim() > 2 else 1)
-        item.add_other("pool", y.numel() * _prod(ks))
-    elif isinstance(m, _POOL_ADAPTIVE) and x is not None:
-        item.add_other("pool", x.numel())
-    elif isinstance(m, (*_NOOP, *_EMBED)):
-        pass
-    else:
-        return None
-    return item
-
-
-# ---- functional (ATen) rules ------------------------------------------------------------------------
-# Under torch.inference_mode (and in TorchScript) composite ops such as ``linear``, ``matmul`` or
-# ``conv2d`` reach the dispatch mode undecomposed; with autograd on they arrive as ``addmm``,
-# ``bmm``, ``convolution``. Both levels are handled; the mode never sees both for one call.
-_CONV_OPS = {"convolution", "_convolution", "conv1d", "conv2d", "conv3d"}
-_CONVT_OPS = {"conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
-_SDPA_OPS = {
-    "scaled_dot_product_attention",
-    "_scaled_dot_product_attention_math",
-    "_scaled_dot_product_flash_attention",
-    "_scaled_dot_product_flash_attention_for_cpu",
-    "_scaled_dot_product_efficient_attention",
-    "_scaled_dot_product_cudnn_attention",
-}
-_ELEMENTWISE_OPS = {
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "rsub",
-    "addcmul",
-    "addcdiv",
-    "where",
-    "maximum",
-    "minimum",
-    "exp",
-    "log",
-    "sqrt",
-    "rsqrt",
-    "pow",
-    "neg",
-    "abs",
-    "reciprocal",
-}
-_ACT_OPS = {
-    "relu",
-    "relu6",
-    "gelu",
-    "silu",
-    "sigmoid",
-    "tanh",
-    "hardswish",
-    "hardsigmoid",
-    "hardtanh",
-    "leaky_relu",
-    "elu",
-    "selu",
-    "mish",
-    "softplus",
-    "clamp",
-    "clamp_min",
-    "clamp_max",
-    "threshold",
-    "prelu",
-    "_prelu_kernel",
-}
-_SOFTMAX_OPS = {"_softmax", "softmax", "_log_softmax", "log_softmax", "_safe_softmax"}
-_NORM5_OPS = {
-    "layer_norm",
-    "native_layer_norm",
-    "group_norm",
-    "native_group_norm",
-    "instance_norm",
-    "rms_norm",
-    "_fused_rms_norm",
-}
-_BN_OPS = {
-    "batch_norm",
-    "_batch_norm_impl_index",
-    "native_batch_norm",
-    "_native_batch_norm_legit",
-    "_native_batch_norm_legit_no_training",
-}
-_POOL_K_OPS = {
-    "max_pool1d",
-    "max_pool2d",
-    "max_pool3d",
-    "max_pool2d_with_indices",
-    "max_pool3d_with_indices",
-    "avg_pool1d",
-    "avg_pool2d",
-    "avg_pool3d",
-}
-_POOL_IN_OPS = {
-    "adaptive_avg_pool1d",
-    "adaptive_avg_pool2d",
-    "adaptive_avg_pool3d",
-    "_adaptive_avg_pool2d",
-    "_adaptive_avg_pool3d",
-    "adaptive_max_pool1d",
-    "adaptive_max_pool2d",
-    "adaptive_max_pool3d",
-    "mean",
-}
-
-
-def _einsum_macs(equation: str, operands: list[torch.Tensor]) -> int:
-    """MACs of an einsum contracted left to right, pairwise: product of the sizes of every index
-    of each pair (the indices kept afterwards are those used by later operands or the output)."""
-    lhs, _, out_spec = equation.replace(" ", "").partition("->")
-    specs = lhs.split(",")
-    if len(specs) != len(operands) or "." in equation or len(operands) < 2:
-        return 0
-    sizes: dict[str, int] = {}
-    for spec, op in zip(specs, operands, strict=True):
-        for letter, n in zip(spec, op.shape, strict=False):
-            sizes[letter] = max(sizes.get(letter, 1), int(n))
-    if not out_spec and "->" not in equation:
-        out_spec = "".join(sorted(c for c in set(lhs) - {","} if lhs.count(c) == 1))
-    macs, cur = 0, specs[0]
-    for i, spec in enumerate(specs[1:], start=1):
-        later = set(out_spec).union(*specs[i + 1 :]) if i + 1 < len(specs) else set(out_spec)
-        letters = set(cur) | set(spec)
-        macs += _prod(sizes[c] for c in letters)
-        cur = "".join(c for c in letters if c in later)
-    return macs
-
-
-def _aten_item(
-    name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
-) -> tuple[str, _Item] | None:
-    """Counts of one ATen op executed outside any analytic module: (category, counts) or None."""
-    outs = _tensors(out)
-    y = outs[0] if outs else None
-    item = _Item()
-    if name in ("mm", "addmm", "_addmm_activation", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot"):
-        first = 1 if name.startswith("add") or name == "baddbmm" else 0
-        a = args[first]
-        if y is not None:
-            k = a.shape[-1] if a.dim() else 1
-            reduced = y.numel() * (a.shape[0] if name == "addbmm" else 1)
-            item.macs = int(reduced * k)
-            if first and name != "addbmm":
-                item.add_other("bias", y.numel())
-        return "matmul", item
-    if name in ("matmul", "linear") and y is not None:
-        a, b = args[0], args[1]
-        k = a.shape[-1] if a.dim() else 1
-        item.macs = int(y.numel() * k)
-        bias = args[2] if len(args) > 2 else kwargs.get("bias")
-        if name == "linear" and isinstance(bias, torch.Tensor):
-            item.add_other("bias", y.numel())
-        del b
-        return "matmul", item
-    if name == "einsum":
-        ops = args[1] if len(args) > 1 else kwargs.get("tensors", [])
-        item.macs = _einsum_macs(str(args[0]), list(ops))
-        return "matmul", item
-    if (name in _CONV_OPS or name in _CONVT_OPS) and y is not None:
-        x, w = args[0], args[1]
-        bias = args[2] if len(args) > 2 else kwargs.get("bias")
-        transposed = name in _CONVT_OPS or (name in ("convolution", "_convolution") and bool(args[6]))
-        item.macs = (x.numel() if transposed else y.numel()) * _prod(w.shape[1:])
-        if isinstance(bias, torch.Tensor):
-            item.add_other("bias", y.numel())
-        return "conv", item
-    if name in _SDPA_OPS:
-        q, k, v = args[0], args[1], args[2]
-        s, ek, ev = k.shape[-2], q.shape[-1], v.shape[-1]
-        rows = q.numel() // ek  # B * H * L
-        item.macs = rows * s * ek + rows * s * ev
-        item.macs_detail = {"attention_qk": rows * s * ek, "attention_av": rows * s * ev}
-        item.add_other("softmax", 3 * rows * s)
-        return "attention", item
-    if y is None:
-        return None
-    base = name.rstrip("_")
-    if base in _ELEMENTWISE_OPS:
-        item.add_other("elementwise", y.numel())
-        return "elementwise", item
-    if base in _ACT_OPS:
-        item.add_other("activation", y.numel())
-        return "activation", item
-    if base in _SOFTMAX_OPS:
-        item.add_other("softmax", 3 * y.numel())
-        return "softmax", item
-    if base in _NORM5_OPS:
-        item.add_other("norm", 5 * y.numel())
-        return "norm", item
-    if base in _BN_OPS:
-        item.add_other("norm", 2 * y.numel())
-        return "norm", item
-    if base in _POOL_K_OPS:
-        k = args[1] if len(args) > 1 else kwargs.get("kernel_size", [1])
-        item.add_other("pool", y.numel() * _prod(k if isinstance(k, (list, tuple)) else [k]))
-        return "pool", item
-    if base in _POOL_IN_OPS:
-        item.add_other("pool", args[0].numel())
-        return "pool", item
-    return None
-
-
-# ---- the trace ----------------------------------------------------------------------------------------
 @dataclass
 class _Row:
     name: str
@@ -368,13 +72,22 @@ class _Row:
     nonzero_outputs: int = 0  # activation layers: for the output density of one traced inference
     counted_outputs: int = 0
 
-    def add(self, item: _Item) -> None:
-        self.calls += 1
+    def add(self, item: Item, *, call: bool = True) -> None:
+        self.calls += int(call)
         self.macs += item.macs
         for k, v in item.macs_detail.items():
             self.macs_detail[k] = self.macs_detail.get(k, 0) + v
         for k, v in item.other.items():
             self.other[k] = self.other.get(k, 0) + v
+
+    def output(self, out: torch.Tensor, *, moves_data: bool, activation: bool) -> None:
+        """Record one call's output (views and identities move no data)."""
+        self.output_shape = [int(d) for d in out.shape]
+        if moves_data:
+            self.output_elements += int(out.numel())
+        if activation:
+            self.nonzero_outputs += int(torch.count_nonzero(out))
+            self.counted_outputs += int(out.numel())
 
 
 @dataclass
@@ -385,7 +98,8 @@ class Trace:
     peak_elements: int
     peak_bytes: float
     peak_at: str
-    analytic_modules: set[str]
+    uncounted: dict[tuple[str, str], list[str]]  # (layer, type) -> operators with no counting rule
+    output: Any = None  # what the traced inference returned
 
     def layer_counts(self) -> list[LayerCounts]:
         return [
@@ -408,9 +122,10 @@ class Trace:
 class _Recorder(TorchDispatchMode):
     def __init__(self, param_keys: set[int]) -> None:
         super().__init__()
-        self.stack: list[tuple[str, nn.Module, bool]] = []  # (name, module, analytic)
+        self.stack: list[tuple[str, str, bool]] = []  # module tree: (name, type, analytic)
         self.suppress = 0
         self.rows: dict[tuple[str, str], _Row] = {}
+        self.uncounted: dict[tuple[str, str], list[str]] = {}
         self.param_keys = param_keys
         # liveness: storage key -> [first step, last step, elements, bytes]
         self.life: dict[int, list[float]] = {}
@@ -418,6 +133,18 @@ class _Recorder(TorchDispatchMode):
         self.step = 0
         self.step_owner: list[str] = []
         self.analytic_calls = 0
+        self.root_type = "Module"
+        self.layer: Layer | None = None  # graphs: the layer of the node running now
+        self.bookkeeping = False  # edgec's own operators (output densities) are not the model's
+
+    @contextlib.contextmanager
+    def quiet(self) -> Iterator[None]:
+        """Run edgec's own bookkeeping without counting or timing it as the model's work."""
+        self.bookkeeping = True
+        try:
+            yield
+        finally:
+            self.bookkeeping = False
 
     def row(self, name: str, type_: str, role: str) -> _Row:
         key = (name, type_)
@@ -426,7 +153,35 @@ class _Recorder(TorchDispatchMode):
         return self.rows[key]
 
     def current(self) -> str:
+        if self.layer is not None:
+            return self.layer.name
         return self.stack[-1][0] if self.stack else ""
+
+    def owner(self) -> tuple[str, str]:
+        """(row name, class name) of the innermost layer running now."""
+        if self.layer is not None:
+            return self.layer.name or "(model)", self.layer.type
+        if self.stack:
+            return self.stack[-1][0] or "(model)", self.stack[-1][1]
+        return "(model)", self.root_type
+
+    def count_op(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+        """Count one operator as the work of the innermost layer running it (or list it uncounted)."""
+        if is_free(name) or name in _RUN_BY_COUNTED_MODULES or not tensors(out):
+            return  # data movement, a kernel counted by its module, or no tensor made (size queries)
+        counted = aten_item(name, args, kwargs, out)
+        owner, owner_type = self.owner()
+        if counted is None:
+            ops = self.uncounted.setdefault((owner, owner_type), [])
+            if name not in ops:
+                ops.append(name)
+            return
+        category, item = counted
+        if self.layer is not None and self.layer.type in ANALYTIC_NAMES:  # a graph's known layer
+            self.row(owner, owner_type, role_of(owner_type)).add(item, call=False)
+        else:
+            role = "matmul" if category in ("matmul", "conv", "attention", "recurrent") else "op"
+            self.row(owner, f"aten.{category}", role).add(item)
 
     def touch(self, t: torch.Tensor, *, produced: bool) -> None:
         if t.layout != torch.strided or t.device.type == "meta":
@@ -453,33 +208,49 @@ class _Recorder(TorchDispatchMode):
     ) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        for t in _tensors((args, kwargs)):
+        if self.bookkeeping:
+            return out
+        for t in tensors((args, kwargs)):
             self.touch(t, produced=False)
-        for t in _tensors(out):
+        for t in tensors(out):
             self.touch(t, produced=True)
         self.step_owner.append(self.current())
         self.step += 1
         if self.suppress == 0:
             name = func.overloadpacket.__name__ if hasattr(func, "overloadpacket") else str(func)
-            counted = _aten_item(name, args, kwargs, out)
-            if counted is not None:
-                category, item = counted
-                role = "matmul" if category in ("matmul", "conv", "attention") else "op"
-                owner = self.current() or "(model)"
-                self.row(owner, f"aten.{category}", role).add(item)
+            self.count_op(name, args, kwargs, out)
         return out
 
 
+class _GraphCalls(CallTracker):
+    """Listener of a graph run: counts each operator node as its layer's work, and records each
+    finished call of a layer (calls, output size, activation density)."""
+
+    def __init__(self, rec: _Recorder) -> None:
+        super().__init__()
+        self.rec = rec
+
+    def before(self, layer: Layer) -> None:
+        super().before(layer)
+        self.rec.layer = layer
+
+    def op(self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+        self.rec.count_op(op, args, kwargs, out)
+
+    def call(self, layer: Layer, output: torch.Tensor | None) -> None:
+        if layer.type not in ANALYTIC_NAMES:
+            return
+        row = self.rec.row(layer.name or "(model)", layer.type, role_of(layer.type))
+        row.calls += 1
+        if output is not None:
+            with self.rec.quiet():
+                row.output(
+                    output, moves_data=layer.type not in NOOP_NAMES, activation=layer.type in ACTIVATION_NAMES
+                )
+
+
 def _role(m: nn.Module, neuron_types: tuple[type[nn.Module], ...]) -> str:
-    if isinstance(m, neuron_types):
-        return "neuron"
-    if isinstance(m, nn.MultiheadAttention):
-        return "attention"
-    if isinstance(m, nn.Linear):
-        return "linear"
-    if is_synapse(m):
-        return "conv"
-    return "op"
+    return role_of(type(m).__name__, neuron=isinstance(m, neuron_types))
 
 
 def trace_counts(
@@ -487,132 +258,135 @@ def trace_counts(
     run: Callable[[], Any],
     *,
     neuron_types: tuple[type[nn.Module], ...] = (),
-    module_hooks: bool = True,
+    graph: GraphProgram | None = None,
+    graph_input: torch.Tensor | None = None,
 ) -> Trace:
-    """Run ``run()`` (one inference of ``module``, batch 1) under the instruments; return counts.
+    """Run one inference of ``module`` (batch 1) under the instruments; return its counts.
 
-    ``neuron_types`` are spiking neuron classes: each call counts ``numel(output)`` neuron updates
-    (neurons x T), and the ops inside them are not counted as element-wise work.
+    A module tree runs ``run()`` with hooks; a ``graph`` (:func:`edgec.energy.graphs.graph_of`) runs
+    ``graph_input`` node by node instead. ``neuron_types`` are spiking neuron classes: each call
+    counts ``numel(output)`` neuron updates (neurons x T), and the ops inside them are not counted
+    as element-wise work.
     """
-    names = {id(m): n for n, m in module.named_modules(remove_duplicate=False)}
     param_keys = {
         int(p.untyped_storage().data_ptr()) for p in [*module.parameters(), *module.buffers()] if p.numel()
     }
     rec = _Recorder(param_keys)
-    handles = []
-    fused_parents = (nn.TransformerEncoderLayer,)
-    snapshots: dict[int, list[int]] = {}
-
-    def pre(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        analytic = _is_analytic(m, neuron_types)
-        rec.stack.append((names.get(id(m), type(m).__name__) or "(model)", m, analytic))
-        if analytic:
-            rec.suppress += 1
-        if isinstance(m, fused_parents):
-            snapshots.setdefault(id(m), []).append(rec.analytic_calls)
-
-    def post(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-        name, _, analytic = rec.stack.pop()
-        if analytic:
-            rec.suppress -= 1
-            rec.analytic_calls += 1
-            item = _neuron_item(out) if isinstance(m, neuron_types) else _module_item(m, args, kwargs, out)
-            if item is not None:
-                r = rec.row(name, type(m).__name__, _role(m, neuron_types))
-                r.add(item)
-                outs = _tensors(out)
-                if outs:
-                    r.output_shape = [int(d) for d in outs[0].shape]
-                    if not isinstance(m, _NOOP):  # views and identities move no data
-                        r.output_elements += int(outs[0].numel())
-                    if isinstance(m, _ACT):
-                        r.nonzero_outputs += int(torch.count_nonzero(outs[0]))
-                        r.counted_outputs += int(outs[0].numel())
-        if isinstance(m, fused_parents):
-            before = snapshots[id(m)].pop()
-            if rec.analytic_calls == before:  # the fused path skipped every child's forward
-                _count_fused_encoder_layer(m, name, args, kwargs, out, rec)
-
-    for m in module.modules() if module_hooks else ():
-        handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
-        handles.append(m.register_forward_hook(post, with_kwargs=True))
-    try:
+    if graph is not None:
+        rec.root_type = graph.layer_types().get("", type(module).__name__)
+        rec.suppress = 1  # a graph's operators are counted node by node, as their layer's work
+        calls = _GraphCalls(rec)
         with rec:
-            run()
-    finally:
-        for h in handles:
-            h.remove()
+            output = graph.run(graph_input if graph_input is not None else torch.empty(0), calls)
+        calls.finish()
+    else:
+        rec.root_type = type(module).__name__
+        with _module_hooks(module, rec, neuron_types), rec:
+            output = run()
     peak_elements, peak_bytes, peak_step = peak_live(rec.life)
     owner = rec.step_owner[peak_step] if 0 <= peak_step < len(rec.step_owner) else ""
-    analytic = (
-        {n for n, m in module.named_modules() if _is_analytic(m, neuron_types)} if module_hooks else set()
-    )
-    return Trace(list(rec.rows.values()), peak_elements, peak_bytes, owner or "(model)", analytic)
-
-
-def _is_analytic(m: nn.Module, neuron_types: tuple[type[nn.Module], ...]) -> bool:
-    if isinstance(m, neuron_types):
-        return True
-    return isinstance(
-        m,
-        (
-            *_CONV,
-            *_CONVT,
-            nn.Linear,
-            nn.MultiheadAttention,
-            *_BN,
-            *_NORM5,
-            *_ACT,
-            *_SOFTMAX,
-            *_POOL_K,
-            *_POOL_ADAPTIVE,
-            *_NOOP,
-            *_EMBED,
-        ),
+    return Trace(
+        list(rec.rows.values()), peak_elements, peak_bytes, owner or "(model)", rec.uncounted, output
     )
 
 
-def _neuron_item(out: Any) -> _Item:
-    return _Item()  # neuron updates are counted from the output size (see LayerCounts.neuron_updates)
+class _module_hooks:  # a context manager, used like a function
+    """Forward hooks that keep the recorder's stack of running modules and count analytic ones."""
+
+    def __init__(self, module: nn.Module, rec: _Recorder, neuron_types: tuple[type[nn.Module], ...]) -> None:
+        self.module, self.rec, self.neuron_types = module, rec, neuron_types
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> None:
+        rec, neuron_types = self.rec, self.neuron_types
+        names = {id(m): n for n, m in self.module.named_modules(remove_duplicate=False)}
+        fused_parents = (nn.TransformerEncoderLayer,)
+        snapshots: dict[int, list[int]] = {}
+
+        def pre(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            analytic = is_analytic(m, neuron_types)
+            rec.stack.append((names.get(id(m), type(m).__name__), type(m).__name__, analytic))
+            if analytic:
+                rec.suppress += 1
+            if isinstance(m, fused_parents):
+                snapshots.setdefault(id(m), []).append(rec.analytic_calls)
+
+        def post(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+            name, _, analytic = rec.stack.pop()
+            name = name or "(model)"
+            if analytic:
+                rec.suppress -= 1
+                rec.analytic_calls += 1
+                item = Item() if isinstance(m, neuron_types) else module_item(m, args, kwargs, out)
+                if item is not None:
+                    r = rec.row(name, type(m).__name__, _role(m, neuron_types))
+                    r.add(item)
+                    outs = tensors(out)
+                    if outs:
+                        with rec.quiet():
+                            r.output(
+                                outs[0],
+                                moves_data=not isinstance(m, NOOP),
+                                activation=isinstance(m, ACTIVATIONS),
+                            )
+            if isinstance(m, fused_parents):
+                before = snapshots[id(m)].pop()
+                if rec.analytic_calls == before:  # the fused path skipped every child's forward
+                    _count_fused_encoder_layer(m, name, args, kwargs, rec)
+
+        if isinstance(self.module, torch.jit.ScriptModule):
+            return  # TorchScript takes no Python hooks: its operators count under (model)
+        for m in self.module.modules():
+            self.handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+            self.handles.append(m.register_forward_hook(post, with_kwargs=True))
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def is_analytic(m: nn.Module, neuron_types: tuple[type[nn.Module], ...] = ()) -> bool:
+    return isinstance(m, (*neuron_types, *ANALYTIC))
+
+
+def analytic_layers(
+    module: nn.Module, neuron_types: tuple[type[nn.Module], ...], types: dict[str, str] | None
+) -> set[str]:
+    """Paths of the layers counted analytically: by class (module trees) or class name (``types``)."""
+    if types is None:
+        return {n for n, m in module.named_modules() if is_analytic(m, neuron_types)}
+    return {n for n, t in types.items() if t in ANALYTIC_NAMES}
 
 
 def _count_fused_encoder_layer(
-    m: nn.TransformerEncoderLayer,
-    name: str,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    out: Any,
-    rec: _Recorder,
+    m: nn.TransformerEncoderLayer, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], rec: _Recorder
 ) -> None:
     """Count a ``TransformerEncoderLayer`` that ran as one fused kernel, child by child."""
-    x = _first_tensor(args, kwargs, "src")
+    x = first_tensor(args, kwargs, "src")
     if x is None:
         return
-    prefix = f"{name}." if name else ""
-    children: list[tuple[str, nn.Module, tuple[Any, ...], dict[str, Any], torch.Tensor]] = [
-        ("self_attn", m.self_attn, (x,), {}, x),
-        ("linear1", m.linear1, (x,), {}, x.new_empty((*x.shape[:-1], m.linear1.out_features))),
+    prefix = "" if name == "(model)" else f"{name}."
+    hidden = x.new_empty((*x.shape[:-1], m.linear1.out_features))
+    children: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = [
+        ("self_attn", m.self_attn, x, x),
+        ("linear1", m.linear1, x, hidden),
+        ("linear2", m.linear2, hidden, x),
+        ("norm1", m.norm1, x, x),
+        ("norm2", m.norm2, x, x),
     ]
-    hidden = children[1][4]
-    children += [
-        ("linear2", m.linear2, (hidden,), {}, x),
-        ("norm1", m.norm1, (x,), {}, x),
-        ("norm2", m.norm2, (x,), {}, x),
-    ]
-    for child_name, child, c_args, c_kwargs, c_out in children:
+    for child_name, child, c_in, c_out in children:
         if isinstance(child, nn.MultiheadAttention):
-            item: _Item | None = _mha_item(child, x, x, x)
+            item: Item | None = mha_item(child, x, x, x)
         else:
-            item = _module_item(child, c_args, c_kwargs, c_out)
+            item = module_item(child, (c_in,), {}, c_out)
         if item is not None:
-            r = rec.row(prefix + child_name, type(child).__name__, _role(child, ()))
+            r = rec.row(prefix + child_name, type(child).__name__, role_of(type(child).__name__))
             r.add(item)
-            r.output_shape = [int(d) for d in c_out.shape]
-            r.output_elements += int(c_out.numel())
+            r.output(c_out, moves_data=True, activation=False)
     act = rec.row(prefix + "activation", "activation", "op")
-    act.add(_Item(other={"activation": hidden.numel()}))
-    res = rec.row(prefix.rstrip(".") or "(model)", "aten.elementwise", "op")
-    res.add(_Item(other={"elementwise": 2 * x.numel()}))  # two residual adds
+    act.add(Item(other={"activation": hidden.numel()}))
+    res = rec.row(name, "aten.elementwise", "op")
+    res.add(Item(other={"elementwise": 2 * x.numel()}))  # two residual adds
 
 
 def peak_live(life: dict[int, list[float]]) -> tuple[int, float, int]:
@@ -643,12 +417,13 @@ def peak_live(life: dict[int, list[float]]) -> tuple[int, float, int]:
 
 
 def iter_param_owners(
-    module: nn.Module, analytic: set[str]
-) -> Iterator[tuple[str, str, nn.Module, list[tuple[str, nn.Parameter]]]]:
-    """(row name, type, module, its parameters) for every parameter, each tensor once.
+    module: nn.Module, analytic: set[str], types: dict[str, str] | None = None
+) -> Iterator[tuple[str, str, list[tuple[str, torch.Tensor]]]]:
+    """(row name, class name, its parameters) for every parameter, each tensor once.
 
-    Parameters belong to the outermost analytic module holding them (``out_proj`` belongs to its
-    attention layer); the rest to the module that holds them directly.
+    Parameters belong to the outermost analytic layer holding them (``out_proj`` belongs to its
+    attention layer); the rest to the module that holds them directly. ``types`` gives class names
+    of modules known by name only (graphs); module trees use the modules' own classes.
     """
     seen: set[int] = set()
     owned: list[str] = []
@@ -663,4 +438,5 @@ def iter_param_owners(
         for _, p in params:
             seen.add(id(p))
         if params:
-            yield name or "(model)", type(m).__name__, m, params
+            type_name = types.get(name, type(m).__name__) if types is not None else type(m).__name__
+            yield name or "(model)", type_name, params

@@ -66,7 +66,7 @@ class LayerCounts:
 
     name: str
     type: str
-    role: str  # "conv" | "linear" | "attention" | "matmul" | "neuron" | "op" | "params"
+    role: str  # "conv" | "linear" | "attention" | "recurrent" | "matmul" | "neuron" | "op" | "params"
     calls: int = 0  # forward calls in one inference (T for a synapse applied per step)
     macs: int = 0  # dense MACs per inference (analytic)
     macs_detail: dict[str, int] = field(default_factory=dict)  # e.g. attention projections / qk / av
@@ -124,6 +124,8 @@ class ModelCounts:
     peak_activation_bytes: int = 0
     peak_at: str = ""  # the layer running at that moment
     notes: list[str] = field(default_factory=list)
+    #: layers that ran operators with no counting rule: {"layer", "type", "ops"}; never counted as 0
+    uncounted: list[dict[str, Any]] = field(default_factory=list)
 
     def total(self, attr: str) -> float:
         return sum(float(getattr(r, attr) or 0) for r in self.layers)
