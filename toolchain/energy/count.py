@@ -109,13 +109,22 @@ def count_program(
     if samples < 1:
         raise UsageError(f"--samples must be >= 1, got {samples}")
     module = program.module
-    graph = graph_of(module) if program.kind == "ann" else None
+    static = getattr(program, "static_batch", None)
+    graph = graph_of(module) if program.kind == "ann" and static in (None, 1) else None
     types = neuron_types() + tuple(
         {type(m) for m in module.modules() if getattr(type(m), "is_spiking_neuron", False)}
     )
     notes: list[str] = []
     with _eval_mode(module), torch.no_grad():  # inside a caller's inference_mode the fused paths run
-        x1 = _model_input(program, _first_sample(program, data))
+        first = _first_sample(program, data)
+        if static not in (None, 1):  # a graph that takes exactly `static` samples: one call of them
+            first = first.expand(static, *first.shape[1:]).clone()
+            notes.append(
+                f"the program takes a fixed batch of {static}: its counts are of one call on {static} "
+                f"copies of a sample (per-sample counts are 1/{static} of the batch-proportional ones); "
+                "export with a batch of 1 or a dynamic batch for per-inference figures"
+            )
+        x1 = _model_input(program, first)
         trace = _trace_graph(graph, module, x1, notes) if graph is not None else None
         if trace is None:
             trace = trace_counts(module, lambda: module(x1), neuron_types=types)
