@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import fcntl
 import json
 import os
 import random
@@ -35,6 +36,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -51,43 +53,60 @@ class Module:
 
 # The per-module test selection keeps a mutant's run to seconds; it must cover the module (a test that
 # covers it but is left out here only makes the score pessimistic, never optimistic).
+SURVIVORS = "tests/test_mutation_survivors.py"  # tests written for earlier survivors (filtered by -k too)
+PROMISES = "tests/test_readme_promises.py"
 MODULES = [
-    Module("energy counting", "toolchain/energy/counter.py", (), ("tests/test_energy_counts.py",), "not vit"),
-    Module("energy activity", "toolchain/energy/activity.py", (), ("tests/test_energy_sops.py",)),
-    Module("energy gate", "toolchain/energy/gate.py", (), ("tests/test_report.py",), "gate"),
+    Module(
+        "energy counting",
+        "toolchain/energy/counter.py",
+        (),
+        ("tests/test_energy_counts.py", SURVIVORS),
+        "not vit",
+    ),
+    Module("energy activity", "toolchain/energy/activity.py", (), ("tests/test_energy_sops.py", SURVIVORS)),
+    Module("energy gate", "toolchain/energy/gate.py", (), ("tests/test_report.py", SURVIVORS), "gate"),
     Module(
         "artifact writing + source check",
         "toolchain/artifact.py",
         (),
-        ("tests/test_bad_input.py", "tests/test_loading.py", "tests/test_smoke.py"),
+        ("tests/test_bad_input.py", "tests/test_loading.py", "tests/test_smoke.py", SURVIVORS),
     ),
-    Module("loading", "toolchain/loading.py", (), ("tests/test_loading.py", "tests/test_bad_input.py")),
+    Module(
+        "loading",
+        "toolchain/loading.py",
+        (),
+        (
+            "tests/test_loading.py",
+            "tests/test_bad_input.py",
+            f"{PROMISES}::test_verify_works_after_the_original_model_moved",
+        ),
+    ),
     Module(
         "verify comparison",
         "toolchain/target.py",
         ("compare_outputs",),
-        ("tests/test_loading.py", "tests/test_smoke.py", "tests/test_cli.py", "tests/test_verify.py"),
+        ("tests/test_loading.py", "tests/test_smoke.py", "tests/test_cli.py", PROMISES),
         "verify or accurate",
     ),
     Module(
         "loihi lowering",
         "targets/loihi/lowering.py",
         (),
-        ("tests/test_loihi.py",),
+        ("tests/test_loihi.py", SURVIVORS),
         "weight or grid or lower or pruned or quantization or within",
     ),
     Module(
         "loihi emulator",
         "targets/loihi/emulator.py",
         (),
-        ("tests/test_loihi.py",),
+        ("tests/test_loihi.py", SURVIVORS),
         "emulat or kernel or netx or convolution or batch",
     ),
     Module(
         "cpu session",
         "targets/cpu/__init__.py",
         ("session",),
-        ("tests/test_smoke.py", "tests/test_loading.py", "tests/test_cli.py"),
+        ("tests/test_smoke.py", "tests/test_loading.py", "tests/test_cli.py", PROMISES),
         "run or matches or verify or bench",
     ),
 ]
@@ -120,9 +139,15 @@ def _function_lines(path: Path, names: tuple[str, ...]) -> list[tuple[int, int]]
 
 
 def _sample(
-    db_path: Path, module_file: Path, functions: tuple[str, ...], n: int, seed: int
+    db_path: Path,
+    module_file: Path,
+    functions: tuple[str, ...],
+    n: int,
+    seed: int,
+    only: set[tuple[str, int]] | None = None,
 ) -> tuple[int, int]:
-    """Keep a seeded sample of ``n`` mutants (inside ``functions`` if given); mark the rest skipped."""
+    """Keep a seeded sample of ``n`` mutants (inside ``functions`` if given); mark the rest skipped.
+    ``only``: of the sample, run only these (operator, line) mutants (the survivors of an earlier run)."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
@@ -136,7 +161,12 @@ def _sample(
         eligible.sort(
             key=lambda w: (w.mutations[0].start_pos, w.mutations[0].operator_name, w.mutations[0].occurrence)
         )
-        keep = {w.job_id for w in random.Random(seed).sample(eligible, min(n, len(eligible)))}
+        chosen = random.Random(seed).sample(eligible, min(n, len(eligible)))
+        if only is not None:
+            chosen = [
+                w for w in chosen if (w.mutations[0].operator_name, w.mutations[0].start_pos[0]) in only
+            ]
+        keep = {w.job_id for w in chosen}
         for w in items:
             if w.job_id not in keep:
                 db.set_result(
@@ -145,7 +175,43 @@ def _sample(
     return len(eligible), len(keep)
 
 
-def _results(db_path: Path) -> dict[str, object]:
+def _annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where annotations are, if the module never evaluates them (``from __future__ import annotations``)."""
+    tree = ast.parse(source)
+    lazy = any(
+        isinstance(n, ast.ImportFrom)
+        and n.module == "__future__"
+        and any(a.name == "annotations" for a in n.names)
+        for n in tree.body
+    )
+    if not lazy:
+        return []
+    nodes: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and node.annotation is not None:
+            nodes.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
+            nodes.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            nodes.append(node.annotation)
+    return [((a.lineno, a.col_offset), (a.end_lineno or a.lineno, a.end_col_offset or 0)) for a in nodes]
+
+
+def equivalent_reason(source: str, line: int, diff: str) -> str | None:
+    """A survivor that is equivalent by construction: a mutated annotation that is never evaluated."""
+    removed = [ln[1:] for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    added = [ln[1:] for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    if len(removed) != 1 or len(added) != 1:
+        return None
+    a, b = removed[0], added[0]
+    col = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    for start, end in _annotation_spans(source):
+        if start <= (line, col) < end:
+            return "annotation (never evaluated: from __future__ import annotations)"
+    return None
+
+
+def _results(db_path: Path) -> dict[str, Any]:
     from cosmic_ray.work_db import WorkDB, use_db
 
     killed = survived = incompetent = timeouts = 0
@@ -164,20 +230,38 @@ def _results(db_path: Path) -> dict[str, object]:
                 survived += 1
                 m = item.mutations[0]
                 survivors.append({"line": m.start_pos[0], "operator": m.operator_name, "diff": result.diff})
-    run = killed + survived
     return {
         "killed": killed,
         "survived": survived,
         "incompetent": incompetent,
         "timeouts": timeouts,
-        "score": round(killed / run, 3) if run else None,
         "survivors": sorted(survivors, key=lambda s: s["line"]),
     }
 
 
+def classify(res: dict[str, Any], source: str) -> dict[str, Any]:
+    """Mark survivors equivalent by construction; score = killed / (killed + non-equivalent survivors)."""
+    for s in res["survivors"]:
+        s["equivalent"] = equivalent_reason(source, s["line"], s["diff"])
+    equivalent = sum(1 for s in res["survivors"] if s["equivalent"])
+    killed = res["killed"] + res.get("carried_killed", 0)
+    run = killed + res["survived"] - equivalent
+    res["equivalent"] = equivalent
+    res["score"] = round(killed / run, 3) if run else None
+    return res
+
+
 def run_module(
-    mod: Module, repo: Path, env: dict[str, str], work: Path, n: int, seed: int
-) -> dict[str, object]:
+    mod: Module,
+    repo: Path,
+    env: dict[str, str],
+    work: Path,
+    n: int,
+    seed: int,
+    earlier: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One module. ``earlier``: that module's result of an earlier run on the same source and sample:
+    only its survivors run again, its killed mutants are carried (tests were only added since)."""
     tests = [t for t in mod.tests if (repo / t.split("::")[0]).exists()]
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
     if mod.keyword:
@@ -210,11 +294,16 @@ def run_module(
     )
     db = work / f"{slug}.sqlite"
     subprocess.run(["cosmic-ray", "init", str(config), str(db), "--force"], cwd=repo, env=env, check=True)
-    total, kept = _sample(db, repo / mod.path, mod.functions, n, seed)
+    only = None if earlier is None else {(x["operator"], x["line"]) for x in earlier["survivors"]}
+    total, kept = _sample(db, repo / mod.path, mod.functions, n, seed, only)
     print(f"[{mod.name}] {total} mutants, {kept} sampled, tests {baseline_s:.0f} s unmutated", flush=True)
     t0 = time.perf_counter()
     subprocess.run(["cosmic-ray", "exec", str(config), str(db)], cwd=repo, env=env, check=True)
     res = _results(db)
+    if earlier is not None:
+        res["carried_killed"] = earlier["killed"] + earlier.get("carried_killed", 0)
+        kept += res["carried_killed"] + sum(1 for x in earlier["survivors"] if x.get("equivalent"))
+    classify(res, (repo / mod.path).read_text())
     res.update(
         module=mod.path,
         functions=list(mod.functions),
@@ -230,53 +319,72 @@ def run_module(
     return res
 
 
-def render(runs: dict[str, dict[str, object]]) -> str:
+def _reclassify(runs: dict[str, Any]) -> None:
+    """Results written before equivalence was classified: classify them from the commit's source."""
+    for r in runs.values():
+        for m in r["modules"].values():
+            if "error" in m or ("equivalent" in m and all("equivalent" in x for x in m["survivors"])):
+                continue
+            source = subprocess.run(
+                ["git", "show", f"{r['commit']}:{m['module']}"], cwd=ROOT, capture_output=True, text=True
+            ).stdout
+            classify(m, source)
+
+
+def _survivor_line(name: str, s: dict[str, Any]) -> str:
+    diff = [ln for ln in s["diff"].splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+    text = " / ".join(ln.strip() for ln in diff).replace("`", "'")
+    note = f" *equivalent: {s['equivalent']}*" if s.get("equivalent") else ""
+    return f"- {name}, line {s['line']} ({s['operator'].split('/')[-1]}): `{text}`{note}"
+
+
+def render(runs: dict[str, Any]) -> str:
+    _reclassify(runs)
     labels = list(runs)
     lines = [
         "# Mutation score per module",
         "",
-        "Written by `benchmarks/mutation.py` (cosmic-ray, in a clone of the named commit; command, sample",
-        "and seed below). Score = killed / (killed + survived) over a seeded sample of each module's",
-        "mutants, each run against the module's test selection (`pytest -x`). A sample of n gives the",
-        "score to about +-1/sqrt(n). The look at each survivor:",
+        "Written by `benchmarks/mutation.py` (cosmic-ray 8.7 in a clone of the named commit; command,",
+        "sample and seed below). Each module's mutants are listed by `cosmic-ray init`; a seeded sample is",
+        "run against the module's test selection (`pytest -x`: the first failing test kills a mutant).",
+        "Score = killed / (killed + survivors not equivalent by construction); a mutated annotation in a",
+        "module with `from __future__ import annotations` is never evaluated and is counted as",
+        "equivalent (listed below). A sample of n gives the score to about +-1/sqrt(n). Where a module's",
+        "source did not change between two runs, the later run reruns only the earlier survivors (tests",
+        "were only added: the earlier killed stay killed). The look at each survivor, one by one:",
         "[mutation-survivors.md](mutation-survivors.md).",
         "",
     ]
     for label in labels:
         r = runs[label]
         lines.append(f"- **{label}**: commit `{r['commit']}`, `{r['command']}`")
-    lines += ["", "| module | mutants | " + " | ".join(f"{lb}: killed / run (score)" for lb in labels) + " |"]
-    lines.append("|---|---:|" + "---:|" * len(labels))
-    names = list(dict.fromkeys(n for r in runs.values() for n in r["modules"]))  # type: ignore[attr-defined]
+    head = " | ".join(f"{lb}: killed / scored (score)" for lb in labels)
+    lines += ["", f"| module | mutants | {head} |", "|---|---:|" + "---:|" * len(labels)]
+    names = list(dict.fromkeys(n for r in runs.values() for n in r["modules"]))
     for name in names:
-        row = [name]
-        first = next(r["modules"][name] for r in runs.values() if name in r["modules"])  # type: ignore[index]
+        first = next(r["modules"][name] for r in runs.values() if name in r["modules"])
         where = first["module"] + (f" ({', '.join(first['functions'])})" if first["functions"] else "")
-        row[0] = f"{name}: `{where}`"
-        row.append(str(first["mutants"]))
+        row = [f"{name}: `{where}`", str(first["mutants"])]
         for label in labels:
-            m = runs[label]["modules"].get(name)  # type: ignore[attr-defined]
+            m = runs[label]["modules"].get(name)
             if m is None or "error" in m:
                 row.append("-" if m is None else m["error"])
                 continue
-            run = m["killed"] + m["survived"]
-            inc = f", {m['incompetent']} incompetent" if m["incompetent"] else ""
-            row.append(f"{m['killed']} / {run} ({m['score']:.0%}){inc}")
+            killed = m["killed"] + m.get("carried_killed", 0)
+            scored = killed + m["survived"] - m["equivalent"]
+            extra = [f"{m['equivalent']} equivalent"] if m["equivalent"] else []
+            extra += [f"{m['incompetent']} incompetent"] if m["incompetent"] else []
+            extra += [f"{m['carried_killed']} carried"] if m.get("carried_killed") else []
+            note = f" [{', '.join(extra)}]" if extra else ""
+            row.append(f"{killed} / {scored} ({m['score']:.0%}){note}")
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "## Test selection per module", ""]
-    last = runs[labels[-1]]["modules"]
-    for name, m in last.items():  # type: ignore[attr-defined]
+    for name, m in runs[labels[-1]]["modules"].items():
         lines.append(f"- {name}: `{m['tests']}` ({m['baseline_s']} s unmutated)")
     for label in labels:
         lines += ["", f"## Survivors, {label}", ""]
-        for name, m in runs[label]["modules"].items():  # type: ignore[attr-defined]
-            for s in m["survivors"]:
-                diff = "\n".join(
-                    ln for ln in s["diff"].splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")
-                )
-                lines.append(
-                    f"- {name}, line {s['line']} ({s['operator']}): `{' / '.join(diff.splitlines())}`"
-                )
+        for name, m in runs[label]["modules"].items():
+            lines += [_survivor_line(name, x) for x in m["survivors"]]
     return "\n".join(lines) + "\n"
 
 
@@ -288,7 +396,17 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--module", action="append", help="only these modules (names as in MODULES)")
     ap.add_argument("--keep", action="store_true", help="keep the clone and the cosmic-ray databases")
+    ap.add_argument(
+        "--rerun-survivors-of",
+        metavar="LABEL",
+        help="for modules whose source is unchanged since run LABEL: rerun only its survivors",
+    )
+    ap.add_argument("--render-only", action="store_true", help="rewrite mutation.md from mutation.json")
     args = ap.parse_args()
+    if args.render_only:
+        runs = json.loads((RESULTS / "mutation.json").read_text())
+        (RESULTS / "mutation.md").write_text(render(runs))
+        return
     if shutil.which("cosmic-ray") is None and not (Path(sys.executable).parent / "cosmic-ray").exists():
         raise SystemExit("cosmic-ray is not installed: .venv/bin/pip install -c constraints.txt cosmic-ray")
     commit = subprocess.run(
@@ -315,14 +433,28 @@ def main() -> None:
     out = RESULTS / "mutation.json"
     try:
         for mod in chosen:
-            res = run_module(mod, repo, env, work, args.sample, args.seed)
-            runs = json.loads(out.read_text()) if out.exists() else {}
-            entry = runs.setdefault(args.label, {"commit": commit, "command": command, "modules": {}})
-            entry.update(commit=commit, command=command, sample=args.sample, seed=args.seed)
-            entry["modules"][mod.name] = res
+            earlier = None
+            if args.rerun_survivors_of:
+                prev = json.loads(out.read_text())[args.rerun_survivors_of]
+                same = (
+                    subprocess.run(
+                        ["git", "diff", "--quiet", prev["commit"], commit, "--", mod.path], cwd=ROOT
+                    ).returncode
+                    == 0
+                )
+                if same and prev["seed"] == args.seed and prev["sample"] == args.sample:
+                    earlier = prev["modules"].get(mod.name)
+            res = run_module(mod, repo, env, work, args.sample, args.seed, earlier)
+            res["rerun_of"] = args.rerun_survivors_of if earlier is not None else None
             RESULTS.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(runs, indent=1) + "\n")
-            (RESULTS / "mutation.md").write_text(render(runs))
+            with open(RESULTS / ".mutation.lock", "w") as lock:  # several runs may share the results
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                runs = json.loads(out.read_text()) if out.exists() else {}
+                entry = runs.setdefault(args.label, {"commit": commit, "command": command, "modules": {}})
+                entry.update(commit=commit, command=command, sample=args.sample, seed=args.seed)
+                entry["modules"][mod.name] = res
+                out.write_text(json.dumps(runs, indent=1) + "\n")
+                (RESULTS / "mutation.md").write_text(render(runs))
     finally:
         if args.keep:
             print(f"kept {work}")

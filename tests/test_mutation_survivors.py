@@ -1,0 +1,210 @@
+"""Tests for mutants that survived the suite (benchmarks/mutation.py; the list and the equivalent ones in
+benchmarks/results/mutation-survivors.md). Each test names the mutant it kills: a bug users would feel
+that nothing checked. Counts are derived here by hand or by brute force, not by edgec's counters."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgec.data import from_arrays
+from edgec.energy.analyze import count_program
+from edgec.program import Program
+
+
+# ---- energy counting (toolchain/energy/counter.py) --------------------------------------------------
+class Sdpa(nn.Module):
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v)
+
+
+class TwoSdpa(nn.Module):
+    """One module calling attention twice: its per-layer detail is the sum of both calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = Sdpa()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = x.reshape(1, 2, 5, 4)  # B=1, H=2, L=5, E=4
+        kv = x.reshape(1, 2, 5, 4)[..., :3, :]  # S=3
+        return self.attn(q, kv, kv) + self.attn(q, kv, kv)
+
+
+def test_attention_macs_detail_splits_qk_and_av_exactly():
+    """counter.py:324 (rows * s * ek -> rows - s * ek) and :375 (detail starts at -1): the report's
+    per-layer split of attention MACs is the hand count, not only the total."""
+    with torch.inference_mode():  # sdpa arrives undecomposed
+        counts = count_program(Program(module=TwoSdpa().eval(), example_input=torch.rand(1, 40)))
+    (row,) = [r for r in counts.layers if r.macs_detail]
+    rows, s, e = 1 * 2 * 5, 3, 4  # B * H * L query rows, S keys, E features
+    assert row.macs_detail == {"attention_qk": 2 * rows * s * e, "attention_av": 2 * rows * s * e}
+    assert row.macs == sum(row.macs_detail.values())
+
+
+# ---- activity: synaptic operations (toolchain/energy/activity.py) -----------------------------------
+class Frames(nn.Module):
+    """A synapse applied to fixed binary frames [T, B, ...] (time folded into the batch)."""
+
+    def __init__(self, synapse: nn.Module, frames: torch.Tensor) -> None:
+        super().__init__()
+        self.synapse = synapse
+        self.frames = frames
+
+    def forward(self, _: torch.Tensor) -> torch.Tensor:
+        t, b = self.frames.shape[:2]
+        y = self.synapse(self.frames.reshape(t * b, *self.frames.shape[2:]))
+        return y.reshape(t, b, *y.shape[1:])
+
+
+def _sops(synapse: nn.Module, frames: torch.Tensor):
+    program = Program(module=Frames(synapse, frames).eval(), example_input=frames[0], kind="snn", timesteps=1)
+    (row,) = [r for r in count_program(program).layers if r.name == "synapse"]
+    assert row.sops is not None
+    return row.sops
+
+
+def _pairs_same(x: torch.Tensor, w: torch.Tensor, dilation: int) -> tuple[int, int]:
+    """(non-zero input, non-zero weight) pairs and in-bounds (output, tap) pairs of a stride-1 'same'
+    convolution, by brute force: torch pads d*(k-1) in all, the smaller half on the left."""
+    n, cin, h, wd = x.shape
+    cout, _, kh, kw = w.shape
+    top, left = dilation * (kh - 1) // 2, dilation * (kw - 1) // 2
+    pairs = taps = 0
+    for b, o, i, j in itertools.product(range(n), range(cout), range(h), range(wd)):
+        for c, a, bb in itertools.product(range(cin), range(kh), range(kw)):
+            r, s = i - top + a * dilation, j - left + bb * dilation
+            if 0 <= r < h and 0 <= s < wd:
+                taps += 1
+                pairs += bool(x[b, c, r, s] != 0 and w[o, c, a, bb] != 0)
+    return pairs, taps
+
+
+@pytest.mark.parametrize(("kernel", "dilation"), [(3, 2), (4, 1)], ids=["odd-dilated", "even-asymmetric"])
+def test_same_padding_sops_and_dense_equal_brute_force(kernel, dilation):
+    """activity.py:89 (the 'same' padding d*(k-1)//2 -> -2 or >>2) and :113 (batch = shape[1]): exact
+    and boundary-aware dense counts of padding='same' convolutions, batch != channels."""
+    gen = torch.Generator().manual_seed(kernel)
+    conv = nn.Conv2d(3, 2, kernel, padding="same", dilation=dilation, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen))
+        conv.weight[torch.rand(conv.weight.shape, generator=gen) < 0.3] = 0.0
+    frames = (torch.rand(2, 5, 3, 7, 6, generator=gen) < 0.3).float()  # T=2, B=5
+    flat = frames.reshape(10, 3, 7, 6)
+    pairs, taps = _pairs_same(flat, conv.weight, dilation)
+    sops = _sops(conv, frames)
+    assert sops.exact_run == pairs
+    assert sops.dense_run == taps  # every (output, tap) in bounds, all weights counted
+    assert sops.exact == pairs / 5  # per sample
+
+
+def test_transposed_conv_sops_dense_and_literature_by_hand():
+    """activity.py:128 (FLOPs of a transposed conv: * prod(k) -> << prod(k), out/groups -> out**groups):
+    the literature's rate x FLOPs and the exact pairs of a grouped ConvTranspose2d."""
+    gen = torch.Generator().manual_seed(5)
+    conv = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, groups=2, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen))  # [in=4, out/g=3, 3, 3]
+    frames = (torch.rand(1, 3, 4, 5, 5, generator=gen) < 0.4).float()  # T=1, B=3
+    x = frames[0]
+    # exact: each input spike of channel c reaches, per output channel of its group, every tap whose
+    # output position lands inside the (cropped) output; brute force over the scatter
+    out_h = (5 - 1) * 2 - 2 * 1 + 3
+    pairs = 0
+    for b, c, i, j in itertools.product(range(3), range(4), range(5), range(5)):
+        if x[b, c, i, j] == 0:
+            continue
+        for o, a, bb in itertools.product(range(3), range(3), range(3)):
+            r, s = i * 2 - 1 + a, j * 2 - 1 + bb
+            pairs += bool(0 <= r < out_h and 0 <= s < out_h and conv.weight[c, o, a, bb] != 0)
+    sops = _sops(conv, frames)
+    assert sops.exact_run == pairs
+    nnz = int((x != 0).sum())
+    flops = x.numel() * (6 // 2) * 9  # every input element x (out channels per group) x kernel taps
+    assert sops.literature == pytest.approx(nnz / x.numel() * flops / 3)
+
+
+class TupleNeuron(nn.Module):
+    """A spiking neuron that returns (spikes, membrane), as snnTorch's neurons do."""
+
+    is_spiking_neuron = True
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (x > 0.5).float(), x * 3.0
+
+
+class TupleNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 8, bias=False)
+        self.lif = TupleNeuron()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lif(self.fc(x))[0]
+
+
+def test_neurons_returning_spikes_and_state_count_the_spikes():
+    """activity.py:202 (out[0] -> out[1]) and :211 (x != 0 -> x != -1): spikes are the first output of
+    a (spikes, state) neuron; active updates are the neuron's non-zero inputs."""
+    torch.manual_seed(0)
+    net = TupleNet().eval()
+    with torch.no_grad():
+        net.fc.weight.copy_(torch.randn(8, 6))
+        net.fc.weight[:, :3] = 0.0
+    x = torch.rand(4, 6)
+    x[:, 3:] = 0.0  # inputs 3..5 silent; weights of 0..2 zero: half the neurons' inputs are exactly 0
+    x[0] = 0.0
+    program = Program(module=net, example_input=x[:1], kind="snn", timesteps=1, encoder={"kind": "direct"})
+    data = from_arrays(x.numpy())
+    counts = count_program(program, data, samples=4)
+    (row,) = [r for r in counts.layers if r.name == "lif"]
+    with torch.no_grad():
+        current = net.fc(x)
+    assert row.spikes == pytest.approx(float((current > 0.5).sum()) / 4)
+    assert row.active_neuron_updates == pytest.approx(float((current != 0).sum()) / 4)
+    assert row.neuron_updates == 8
+
+
+# ---- artifact writing (toolchain/artifact.py) ---------------------------------------------------------
+def test_output_in_new_nested_folders_is_created(cli, tmp_path):
+    """artifact.py:101 (mkdir(parents=True) -> False): -o into folders that do not exist yet."""
+    out = tmp_path / "new" / "deeper" / "art"
+    res = cli("compile", "zoo:digits-cnn", "-o", out)
+    assert res.exit_code == 0, res.stderr
+    assert (out / "report.json").is_file() and (out / "model.onnx").is_file()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["art"]  # no temporary folder left beside it
+
+
+def test_force_replaces_the_artifact_and_leaves_nothing_beside_it(cli, tmp_path):
+    """artifact.py:117 (`if old is not None` -> `is None`): the replaced artifact is removed, not left
+    as a hidden .art.old-PID folder beside the new one."""
+    out = tmp_path / "art"
+    assert cli("compile", "zoo:digits-cnn", "-o", out).exit_code == 0
+    first = (out / "report.json").read_text()
+    res = cli(
+        "compile", "zoo:digits-cnn", "--quantize", "int8", "--calib", "builtin:digits", "-o", out, "--force"
+    )
+    assert res.exit_code == 0, res.stderr
+    assert json_precision(out) == "int8" and (out / "report.json").read_text() != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]
+
+
+def json_precision(out) -> str:
+    import json
+
+    return json.loads((out / "report.json").read_text())["target_report"]["precision"]
+
+
+def test_output_under_a_dangling_symlink_is_a_usage_error(cli, tmp_path):
+    """artifact.py:79 (`is_symlink() or ...` -> `and`): a path through a dangling symlink is refused
+    up front (exit 2, one line), not an internal error after the work."""
+    os.symlink(tmp_path / "gone", tmp_path / "link")
+    res = cli("compile", "zoo:digits-cnn", "-o", tmp_path / "link" / "art")
+    assert res.exit_code == 2, res.stderr
+    assert "is not a directory" in res.stderr
+    assert not (tmp_path / "gone").exists()
