@@ -1,20 +1,30 @@
-"""CPU target: ONNX Runtime, FP32 or INT8 (U8S8 QDQ, the graph that is actually fast on x86)."""
+"""CPU target: ONNX Runtime, FP32 or INT8 (U8S8 QDQ, the graph that is actually fast on x86).
+
+A thin user of :mod:`edgec.onnxlib`: the export (named outputs, a checked batch dimension) and the
+Q/DQ writer live there, shared with the Jetson target; this target picks the U8S8 scheme, feeds
+calibration data, and reports what ONNX Runtime fused.
+"""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from edgec.errors import DataError, UsageError
+from edgec.errors import ConstraintViolation, DataError, UsageError
 from edgec.target import Lowered, Session, Target, Violation
 
 if TYPE_CHECKING:
     from edgec.artifact import Artifact
     from edgec.config import CompileConfig
+    from edgec.data import Dataset
+    from edgec.onnxlib import ExportInfo
     from edgec.passes import PassContext
     from edgec.program import Program
+    from edgec.progress import Progress
 
 MODEL_FILE = "model.onnx"
 
@@ -26,7 +36,12 @@ class CpuTarget(Target):
     # energy: priced with Horowitz 2014 45 nm figures at the precision the artifact computes in
     cost_tables: ClassVar[dict[str, str]] = {"none": "cmos45-fp32", "int8": "cmos45-int8"}
 
+    def __init__(self) -> None:
+        # the export that check() ran, reused by lower() for the same program: (module, shape, bytes, info)
+        self._exported: tuple[Any, tuple[int, ...], bytes, ExportInfo] | None = None
+
     def check(self, program: Program, config: CompileConfig) -> list[Violation]:
+        """The CPU takes ANNs that export to ONNX: the export compile runs is run here (and kept)."""
         if program.kind == "snn":
             return [
                 Violation(
@@ -36,15 +51,50 @@ class CpuTarget(Target):
                     hint="compile it with --target loihi (its emulator runs on the CPU)",
                 )
             ]
+        from edgec.onnxlib import OnnxExportError
+
+        try:
+            self._export(program)
+        except OnnxExportError as exc:
+            return [
+                Violation(
+                    layer=", ".join(exc.ops) or "(model)",
+                    rule="onnx-export",
+                    detail=exc.message,
+                    hint=exc.hint or "",
+                )
+            ]
         return []
 
-    def lower(self, program: Program, out_dir: Path, ctx: PassContext) -> Lowered:
-        from edgec.targets.cpu.onnx_export import INPUT_NAME, export_onnx
-        from edgec.targets.cpu.quantize import fusion_summary, optimized_op_counts, quantize_int8
+    def _export(self, program: Program) -> tuple[bytes, ExportInfo]:
+        """Export ``program`` to ONNX once; a second call for the same program reuses the bytes."""
+        from edgec.onnxlib import export_program
 
-        assert ctx.config is not None
+        shape = tuple(program.example_input.shape)
+        cached = self._exported
+        if cached is not None and cached[0] is program.module and cached[1] == shape:
+            return cached[2], cached[3]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / MODEL_FILE
+            info = export_program(program, path)
+            data = path.read_bytes()
+        self._exported = (program.module, shape, data, info)
+        return data, info
+
+    def lower(self, program: Program, out_dir: Path, ctx: PassContext) -> Lowered:
+        from edgec.onnxlib import U8S8, quantize_ptq
+        from edgec.targets.cpu.fusion import float_ops, fusion_summary, optimized_op_counts
+
         config = ctx.config
-        report: dict[str, Any] = {"runtime": _ort_version(), "precision": "fp32"}
+        if config is None:
+            raise UsageError("the CPU target needs a compile configuration")
+        data, info = self._export(program)
+        report: dict[str, Any] = {
+            "runtime": _ort_version(),
+            "precision": "fp32",
+            "export": info.to_dict(),
+            "fp32_bytes": len(data),
+        }
         final = out_dir / MODEL_FILE
         if config.quantize == "int8":
             if ctx.calib is None:
@@ -52,32 +102,32 @@ class CpuTarget(Target):
                     "--quantize int8 needs calibration data", hint="pass --calib SRC (e.g. data.npz)"
                 )
             fp32 = out_dir / ".model_fp32.onnx"
-            report["export"] = export_onnx(program, fp32)
-            report["fp32_bytes"] = fp32.stat().st_size
-            report["quantization"] = quantize_int8(
-                fp32,
-                final,
-                ctx.calib,
-                input_name=INPUT_NAME,
-                input_shape=program.input_shape,
-                method=config.calib_method,
-                samples=config.calib_samples,
-                progress=ctx.progress,
-            )
+            fp32.write_bytes(data)
+            samples = _Feeds(ctx.calib, program.input_shape, info.batch, config.calib_samples, ctx.progress)
+            stats = quantize_ptq(fp32, final, samples, U8S8, method=config.calib_method)
             fp32.unlink()
+            report["quantization"] = {
+                **stats.to_dict(),
+                "calibration_method": config.calib_method,
+                "calibration_samples": samples.count,
+            }
             report["precision"] = "int8"
         else:
-            report["export"] = export_onnx(program, final)
-            report["fp32_bytes"] = final.stat().st_size
+            final.write_bytes(data)
         counts = optimized_op_counts(final)
         report["ort_optimized_ops"] = counts
         report["ort_fusion"] = fusion_summary(counts)
-        report["size_ratio_vs_fp32"] = round(final.stat().st_size / report["fp32_bytes"], 4)
+        if config.quantize == "int8":
+            report["float_ops"] = float_ops(counts)
+            _refuse_if_nothing_fused(report)
+        report["size_ratio_vs_fp32"] = round(final.stat().st_size / len(data), 4)
         return Lowered(files={"model": MODEL_FILE}, report=report)
 
     def session(
         self, artifact: Artifact, *, backend: str | None = None, threads: int | None = None
     ) -> Session:
+        """ORT on ``[N, *input_shape]``, any N: a graph with a fixed batch (report.json
+        ``target_report.export.batch``) gets the samples in pieces of that size."""
         import onnxruntime as ort
 
         self.resolve_backend(backend)
@@ -91,6 +141,7 @@ class CpuTarget(Target):
         declared = [o["name"] for o in artifact.report["program"].get("outputs") or []]
         names = declared if len(declared) == len(outputs) else [o.name for o in outputs]
         expected = [d if isinstance(d, int) else None for d in inp.shape[1:]]
+        fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
 
         def run(x: np.ndarray) -> dict[str, np.ndarray]:
             x = np.ascontiguousarray(x, dtype=np.float32)
@@ -101,9 +152,75 @@ class CpuTarget(Target):
                     f"input of shape {tuple(x.shape)} does not fit the artifact (expects [N, "
                     f"{', '.join(str(d) for d in inp.shape[1:])}])"
                 )
-            return {n: np.asarray(v) for n, v in zip(names, sess.run(None, {inp.name: x}), strict=True)}
+            return dict(zip(names, _run_batched(sess, inp.name, x, fixed), strict=True))
 
         return run
+
+
+def _run_batched(sess: Any, name: str, x: np.ndarray, fixed: int | None) -> list[np.ndarray]:
+    """All outputs for ``x``; a graph with a fixed batch ``fixed`` gets ``x`` in pieces of that size
+    (the last one padded by repeating its last sample, the padding dropped again)."""
+    if fixed is None or len(x) == fixed:
+        return [np.asarray(o) for o in sess.run(None, {name: x})]
+    parts: list[list[np.ndarray]] = []
+    for start in range(0, len(x), fixed):
+        chunk = x[start : start + fixed]
+        real = len(chunk)
+        if real < fixed:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - real, axis=0)])
+        parts.append([np.asarray(o)[:real] for o in sess.run(None, {name: chunk})])
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+
+class _Feeds:
+    """Calibration feed dicts for ORT: samples of ``data`` grouped in batches the graph takes."""
+
+    def __init__(
+        self, data: Dataset, shape: tuple[int, ...], batch: int | None, limit: int, progress: Progress
+    ) -> None:
+        self.data, self.shape, self.batch = data, shape, batch or 1
+        self.limit, self.progress = limit, progress
+        self.count = 0
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        from edgec.onnxlib import INPUT_NAME
+
+        buf: list[np.ndarray] = []
+        with self.progress.task("calibrating", total=self.limit) as task:
+            for x, _ in self.data.checked(self.shape, self.limit):
+                buf.append(x)
+                self.count += 1
+                task.advance()
+                if len(buf) == self.batch:
+                    yield {INPUT_NAME: np.stack(buf)}
+                    buf = []
+        if buf:  # a fixed batch the last samples do not fill: pad with the last sample
+            buf += [buf[-1]] * (self.batch - len(buf))
+            yield {INPUT_NAME: np.stack(buf)}
+
+
+def _refuse_if_nothing_fused(report: dict[str, Any]) -> None:
+    """An INT8 artifact in which ORT runs no integer kernel is FP32 with extra conversions: refuse it."""
+    if report["ort_fusion"]["fused_quantized_ops"] > 0:
+        return
+    ops = report["float_ops"] or {"(none)": 0}
+    rows = [
+        Violation(
+            layer=op,
+            rule="int8-no-kernel",
+            detail=f"ONNX Runtime has no INT8 kernel for {op} ({n} in the graph); after quantization "
+            "every compute op still runs in float",
+            hint="compile without --quantize int8 (FP32), or replace the op with one ORT quantizes "
+            "(Conv, Gemm / Linear, MatMul)",
+        )
+        for op, n in ops.items()
+    ]
+    raise ConstraintViolation(
+        f"INT8 would not be faster on ONNX Runtime: no operator of this model has an INT8 kernel "
+        f"({', '.join(ops)})",
+        rows,
+        hint="compile it in FP32 (without --quantize int8)",
+    )
 
 
 def _ort_version() -> str:
