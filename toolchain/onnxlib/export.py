@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgec.errors import ModelError
-from edgec.onnxlib.util import clean, first_line, quiet
+from edgec.errors import ModelError, first_line
+from edgec.onnxlib.util import clean, quiet
 
 if TYPE_CHECKING:
     import numpy as np
@@ -90,30 +90,11 @@ class OnnxExportError(ModelError):
         self.ops = ops
 
 
-def flatten_outputs(out: Any) -> list[tuple[str, torch.Tensor]]:
-    """A model's output as ``[(name, tensor)]`` in edgec's naming (see the module docstring)."""
-    import torch
-
-    named: list[tuple[str, torch.Tensor]] = []
-
-    def walk(value: Any, path: str | None) -> None:
-        if isinstance(value, torch.Tensor):
-            named.append((path or "output", value))
-        elif isinstance(value, dict) or hasattr(value, "_fields"):
-            items = value.items() if isinstance(value, dict) else zip(value._fields, value, strict=True)
-            for k, v in items:
-                walk(v, str(k) if path is None else f"{path}.{k}")
-        elif isinstance(value, (tuple, list)):
-            for i, v in enumerate(value):
-                walk(v, f"output_{i}" if path is None else f"{path}.{i}")
-
-    walk(out, None)
-    return named
-
-
 def _flat(module: nn.Module) -> nn.Module:
-    """``module`` returning its outputs as a flat tuple in :func:`flatten_outputs` order."""
+    """``module`` returning its outputs as a flat tuple in :func:`edgec.snn.named_outputs` order."""
     from torch import nn
+
+    from edgec.snn import named_outputs
 
     class Flat(nn.Module):
         def __init__(self, inner: nn.Module) -> None:
@@ -121,7 +102,7 @@ def _flat(module: nn.Module) -> nn.Module:
             setattr(self, _WRAPPER, inner)
 
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            return tuple(t for _, t in flatten_outputs(getattr(self, _WRAPPER)(x)))
+            return tuple(named_outputs(getattr(self, _WRAPPER)(x)).values())
 
     flat = Flat(module)
     flat.training = False  # not .eval(): a torch.export module refuses mode switches
@@ -172,7 +153,7 @@ def export_program(program: Program, path: Path) -> ExportInfo:
         program.module,
         program.example_input,
         path,
-        static_batch=getattr(program, "static_batch", None),
+        static_batch=program.static_batch,
     )
 
 
@@ -187,6 +168,8 @@ def export_onnx(
     """
     import torch
 
+    from edgec.snn import named_outputs
+
     path = Path(path)
     module = copy.deepcopy(module)
     with contextlib.suppress(NotImplementedError):  # a torch.export module cannot switch modes
@@ -194,7 +177,7 @@ def export_onnx(
     x = example_input.detach()
     with torch.no_grad():
         out = module(x)
-    names = [n for n, _ in flatten_outputs(out)]
+    names = list(named_outputs(out))
     wrap = _needs_flat(out)
     if not names:
         raise OnnxExportError("the model returns no tensor, nothing to export")

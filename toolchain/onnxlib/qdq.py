@@ -29,8 +29,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from edgec.errors import ModelError, UsageError
-from edgec.onnxlib.util import first_line, quiet
+from edgec.errors import ModelError, UsageError, first_line
+from edgec.onnxlib.util import quiet
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,18 @@ class QdqScheme:
             "op_types": list(self.op_types) if self.op_types else "all ONNX Runtime quantizes",
             "format": "QDQ",
         }
+
+    def summary(self) -> str:
+        """One line for reports, e.g. "QDQ, uint8 asymmetric activations (per tensor), int8
+        symmetric weights (per channel), int32 bias"."""
+        act = "symmetric" if self.activation_symmetric else "asymmetric"
+        wsym = "symmetric" if self.weight_symmetric else "asymmetric"
+        per = "per channel" if self.per_channel else "per tensor"
+        bias = "int32 bias" if self.quantize_bias else "float bias"
+        return (
+            f"QDQ, {self.activation_dtype} {act} activations (per tensor), "
+            f"{self.weight_dtype} {wsym} weights ({per}), {bias}"
+        )
 
     def _ort_args(self) -> dict[str, Any]:
         from onnxruntime.quantization import QuantType
@@ -232,7 +244,9 @@ class QdqStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "scheme": self.scheme.to_dict(),
+            "scheme": self.scheme.summary(),
+            "scheme_name": self.scheme.name,
+            "scheme_detail": self.scheme.to_dict(),
             "calibrated_tensors": self.calibrated_tensors,
             "learned_tensors": self.learned_tensors,
             "quantize_linear": self.quantize_linear,

@@ -20,12 +20,6 @@ def clean(text: str) -> str:
     return _ANSI.sub("", text)
 
 
-def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message, without colour codes."""
-    lines = [ln.strip() for ln in clean(str(exc)).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
     """Silence what torch's exporters and ORT's tools print, down to the file descriptors: the
