@@ -228,3 +228,29 @@ def test_torchscript_and_export_count_like_eager():
     assert int(count_program(Program(module=scripted, example_input=x)).total("macs")) == eager
     exported = torch.export.export(model, (x,)).module()
     assert int(count_program(Program(module=exported, example_input=x)).total("macs")) == eager
+
+
+class FunctionalActivations(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.hardsigmoid(F.selu(self.fc(x)))
+
+
+def test_energy_and_the_loihi_check_name_activations_alike(tmp_path):
+    """One ATen vocabulary (edgec.layers): a functional selu / hardsigmoid is an activation to the
+    counter and a non-spiking activation to the Loihi check (it was an "unsupported op" there)."""
+    import edgec
+
+    model = FunctionalActivations().eval()
+    x = torch.rand(1, 6)
+    rows = {(r.name, r.type): r for r in count_program(Program(module=model, example_input=x)).layers}
+    assert rows[("(model)", "aten.activation")].other_ops == {"activation": 2 * 6}
+    path = tmp_path / "acts.pt2"
+    torch.export.save(torch.export.export(model, (x,)), path)
+    _, violations = edgec.check(str(path), target="loihi")
+    found = {(v.rule, v.detail) for v in violations}
+    assert ("non-spiking-activation", "selu") in found and ("non-spiking-activation", "hardsigmoid") in found
+    assert not [v for v in violations if v.rule == "unsupported-op"]

@@ -38,7 +38,7 @@ import torch
 from torch import fx, nn
 
 from edgec.errors import first_line
-from edgec.layers import ACTIVATIONS, POOLS, SOFTMAX
+from edgec.layers import ACTIVATION_OPS, ACTIVATIONS, BATCHNORM_OPS, POOLS, SOFTMAX, SOFTMAX_OPS
 from edgec.program import Program
 from edgec.snn import CubaLIF, TimeDistributed, is_binary_encoder, is_spiking_neuron, run_model
 from edgec.target import Violation
@@ -65,23 +65,8 @@ _POOL_FN = {
     "max_pool2d_with_indices",
     "lp_pool2d",
 }
-_ACT_FN = {
-    "relu",
-    "relu_",
-    "relu6",
-    "gelu",
-    "silu",
-    "sigmoid",
-    "tanh",
-    "softmax",
-    "log_softmax",
-    "leaky_relu",
-    "elu",
-    "hardswish",
-    "hardtanh",
-    "mish",
-    "softplus",
-}
+# ATen names from the core vocabulary (edgec.layers), in-place variants too
+_ACT_FN = {*ACTIVATION_OPS, *SOFTMAX_OPS, *(f"{n}_" for n in ACTIVATION_OPS)}
 _MERGE_FN = {operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul}
 _MERGE_NAMES = {"add", "add_", "sub", "mul", "mul_", "iadd"}
 _CAT_NAMES = {"cat", "concat", "concatenate", "stack", "hstack", "vstack"}
@@ -101,13 +86,7 @@ _PASS_NAMES = {
 # dense compute of an ANN (conv / linear written as functions, e.g. in a torch.export graph): these are
 # synapses, not violations; the ANN's activations, norms and pooling around them are reported
 _SYNAPSE_FN = {"conv2d", "convolution", "linear", "addmm", "mm", "matmul", "conv1d", "conv3d"}
-_BN_FN = {
-    "batch_norm",
-    "native_batch_norm",
-    "_native_batch_norm_legit_no_training",
-    "_native_batch_norm_legit_functional",
-    "_native_batch_norm_legit",
-}
+_BN_FN = BATCHNORM_OPS
 _SHAPE_FN = {"view", "reshape", "permute", "transpose", "t", "expand", "squeeze", "unsqueeze", "size", "dim"}
 
 HINTS = {

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from edgec.energy.rules import Item, prod, recurrent_item, tensors
+from edgec.layers import ACTIVATION_OPS, BATCHNORM_OPS, SOFTMAX_OPS
 
 _MATMUL_OPS = {"mm", "addmm", "_addmm_activation", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot"}
 _CONV_OPS = {"convolution", "_convolution", "conv1d", "conv2d", "conv3d"}
@@ -96,30 +97,8 @@ _REDUCE_OPS = {
     "any",
     "all",
 }
-_ACT_OPS = {
-    "relu",
-    "relu6",
-    "gelu",
-    "silu",
-    "sigmoid",
-    "tanh",
-    "hardswish",
-    "hardsigmoid",
-    "hardtanh",
-    "leaky_relu",
-    "elu",
-    "selu",
-    "celu",
-    "mish",
-    "softplus",
-    "clamp",
-    "clamp_min",
-    "clamp_max",
-    "threshold",
-    "prelu",
-    "_prelu_kernel",
-}
-_SOFTMAX_OPS = {"_softmax", "softmax", "_log_softmax", "log_softmax", "_safe_softmax"}
+_ACT_OPS = ACTIVATION_OPS
+_SOFTMAX_OPS = SOFTMAX_OPS
 _NORM5_OPS = {
     "layer_norm",
     "native_layer_norm",
@@ -129,13 +108,7 @@ _NORM5_OPS = {
     "rms_norm",
     "_fused_rms_norm",
 }
-_BN_OPS = {
-    "batch_norm",
-    "_batch_norm_impl_index",
-    "native_batch_norm",
-    "_native_batch_norm_legit",
-    "_native_batch_norm_legit_no_training",
-}
+_BN_OPS = BATCHNORM_OPS
 _POOL_K_OPS = {
     "max_pool1d",
     "max_pool2d",
