@@ -32,11 +32,14 @@ $(VENV)/.edgec-installed: $(STAMP) $(FILELIST) pyproject.toml
 demo: setup
 	$(VENV)/bin/edgec demo
 
+# pytest-xdist: one worker per core (subprocess-, compile- and Python-bound tests overlap; Lava and the
+# browser test run in workers too). `.venv/bin/python -m pytest` alone runs serially, for debugging.
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
+# the quick local loop: no slow tests (so no real-Lava test); CI runs `make test`
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n auto -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy

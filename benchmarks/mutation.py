@@ -163,6 +163,7 @@ def _sample(
         )
         chosen = random.Random(seed).sample(eligible, min(n, len(eligible)))
         if only is not None:
+            chosen = eligible
             chosen = [
                 w for w in chosen if (w.mutations[0].operator_name, w.mutations[0].start_pos[0]) in only
             ]
@@ -211,7 +212,15 @@ def equivalent_reason(source: str, line: int, diff: str) -> str | None:
     return None
 
 
-def _results(db_path: Path) -> dict[str, Any]:
+def _change(diff: str) -> tuple[str, str]:
+    """(removed line, added line) of a one-line mutant's diff, whitespace-stripped."""
+    removed = [ln[1:].strip() for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    added = [ln[1:].strip() for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    return " / ".join(removed), " / ".join(added)
+
+
+def _results(db_path: Path, wanted: set[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Outcomes of the mutants run; ``wanted``: count only mutants making one of these changes."""
     from cosmic_ray.work_db import WorkDB, use_db
 
     killed = survived = incompetent = timeouts = 0
@@ -219,6 +228,8 @@ def _results(db_path: Path) -> dict[str, Any]:
     with use_db(str(db_path), WorkDB.Mode.open) as db:
         for item, result in db.completed_work_items:
             if result.worker_outcome == "skipped":
+                continue
+            if wanted is not None and _change(result.diff or "") not in wanted:
                 continue
             if result.worker_outcome != "normal" or result.test_outcome == "incompetent":
                 incompetent += 1
@@ -263,6 +274,8 @@ def run_module(
     """One module. ``earlier``: that module's result of an earlier run on the same source and sample:
     only its survivors run again, its killed mutants are carried (tests were only added since)."""
     tests = [t for t in mod.tests if (repo / t.split("::")[0]).exists()]
+    # the tests written for survivors first: a mutant they kill fails fast (-x)
+    tests.sort(key=lambda t: t.split("::")[0] not in (SURVIVORS, PROMISES))
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
     if mod.keyword:
         cmd += ["-k", mod.keyword]
@@ -294,15 +307,31 @@ def run_module(
     )
     db = work / f"{slug}.sqlite"
     subprocess.run(["cosmic-ray", "init", str(config), str(db), "--force"], cwd=repo, env=env, check=True)
-    only = None if earlier is None else {(x["operator"], x["line"]) for x in earlier["survivors"]}
+    only = wanted = None
+    gone = 0
+    if earlier is not None:
+        # the earlier run's survivors that are not equivalent, found again by their line's text (the
+        # file may have changed around them); a survivor whose line is gone is dropped
+        lines = [ln.strip() for ln in (repo / mod.path).read_text().splitlines()]
+        only, wanted = set(), set()
+        for x in earlier["survivors"]:
+            if x.get("equivalent"):
+                continue
+            before, after = _change(x["diff"])
+            found = [i + 1 for i, ln in enumerate(lines) if ln == before]
+            gone += not found
+            only |= {(x["operator"], i) for i in found}
+            wanted.add((before, after))
     total, kept = _sample(db, repo / mod.path, mod.functions, n, seed, only)
     print(f"[{mod.name}] {total} mutants, {kept} sampled, tests {baseline_s:.0f} s unmutated", flush=True)
     t0 = time.perf_counter()
     subprocess.run(["cosmic-ray", "exec", str(config), str(db)], cwd=repo, env=env, check=True)
-    res = _results(db)
+    res = _results(db, wanted)
     if earlier is not None:
         res["carried_killed"] = earlier["killed"] + earlier.get("carried_killed", 0)
-        kept += res["carried_killed"] + sum(1 for x in earlier["survivors"] if x.get("equivalent"))
+        res["gone"] = gone
+        res["equivalent_before"] = sum(1 for x in earlier["survivors"] if x.get("equivalent"))
+        kept = earlier["sampled"]
     classify(res, (repo / mod.path).read_text())
     res.update(
         module=mod.path,
@@ -372,7 +401,9 @@ def render(runs: dict[str, Any]) -> str:
                 continue
             killed = m["killed"] + m.get("carried_killed", 0)
             scored = killed + m["survived"] - m["equivalent"]
-            extra = [f"{m['equivalent']} equivalent"] if m["equivalent"] else []
+            equivalent = m["equivalent"] + m.get("equivalent_before", 0)
+            extra = [f"{equivalent} equivalent"] if equivalent else []
+            extra += [f"{m['gone']} line gone"] if m.get("gone") else []
             extra += [f"{m['incompetent']} incompetent"] if m["incompetent"] else []
             extra += [f"{m['carried_killed']} carried"] if m.get("carried_killed") else []
             note = f" [{', '.join(extra)}]" if extra else ""
@@ -399,7 +430,7 @@ def main() -> None:
     ap.add_argument(
         "--rerun-survivors-of",
         metavar="LABEL",
-        help="for modules whose source is unchanged since run LABEL: rerun only its survivors",
+        help="rerun only the survivors of run LABEL (found by their line's text), carry its killed",
     )
     ap.add_argument("--render-only", action="store_true", help="rewrite mutation.md from mutation.json")
     args = ap.parse_args()
@@ -436,14 +467,8 @@ def main() -> None:
             earlier = None
             if args.rerun_survivors_of:
                 prev = json.loads(out.read_text())[args.rerun_survivors_of]
-                same = (
-                    subprocess.run(
-                        ["git", "diff", "--quiet", prev["commit"], commit, "--", mod.path], cwd=ROOT
-                    ).returncode
-                    == 0
-                )
-                if same and prev["seed"] == args.seed and prev["sample"] == args.sample:
-                    earlier = prev["modules"].get(mod.name)
+                _reclassify({args.rerun_survivors_of: prev})
+                earlier = prev["modules"].get(mod.name)
             res = run_module(mod, repo, env, work, args.sample, args.seed, earlier)
             res["rerun_of"] = args.rerun_survivors_of if earlier is not None else None
             RESULTS.mkdir(parents=True, exist_ok=True)

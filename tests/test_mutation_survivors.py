@@ -208,3 +208,133 @@ def test_output_under_a_dangling_symlink_is_a_usage_error(cli, tmp_path):
     assert res.exit_code == 2, res.stderr
     assert "is not a directory" in res.stderr
     assert not (tmp_path / "gone").exists()
+
+
+# ---- verify's comparison (toolchain/target.py: compare_outputs) -------------------------------------
+def test_outputs_of_other_shapes_fail_either_way():
+    """target.py compare_outputs (`!=` -> `>` on shapes): an artifact whose output has fewer or more
+    rows / classes than the source's fails, whichever is larger."""
+    import numpy as np
+
+    from edgec.target import compare_outputs
+
+    a, b = np.zeros((4, 10)), np.zeros((5, 10))
+    for out, ref in ((a, b), (b, a), (np.zeros((4, 9)), a)):
+        res = compare_outputs({"y": out}, {"y": ref}, None, min_agreement=0.98)
+        assert not res.passed and "outputs differ" in res.summary
+    res = compare_outputs({"z": a}, {"y": a}, None, min_agreement=0.98)
+    assert not res.passed  # an output of another name
+
+
+def test_non_class_outputs_pass_within_five_percent_of_the_reference_range():
+    """target.py compare_outputs (`<=` -> `>` / `!=`, `0.05 * scale` -> `0.05 & scale`, the summary's
+    allowed figure): outputs that are not class scores pass while max |out - ref| <= 5 % of max |ref|."""
+    import numpy as np
+
+    from edgec.target import REL_TOLERANCE, compare_outputs
+
+    ref = np.linspace(-2.0, 1.5, 12).reshape(12, 1)  # max |ref| = 2: 0.1 allowed
+    allowed = REL_TOLERANCE * 2.0
+    for delta, ok in ((0.0, True), (allowed * 0.5, True), (allowed, True), (allowed * 1.01, False)):
+        out = ref.copy()
+        out[3] += delta
+        res = compare_outputs({"y": out}, {"y": ref}, None, min_agreement=0.98)
+        assert res.passed is ok, delta
+        assert res.metrics["max_abs_error"] == pytest.approx(delta)
+        assert f"(allowed {allowed:.3g})" in res.summary
+    # several outputs: each judged on its own, the verdict needs all
+    spikes = np.zeros((12, 4))
+    res = compare_outputs({"y": ref + 0.5, "s": spikes}, {"y": ref, "s": spikes}, None, min_agreement=0.98)
+    assert not res.passed and res.metrics["outputs"]["s"]["max_abs_error"] == 0.0
+    assert res.metrics["outputs"]["y"]["max_abs_error"] == pytest.approx(0.5)
+
+
+# ---- Loihi emulator (targets/loihi/emulator.py) -------------------------------------------------------
+def test_netx_load_of_mixed_weights_by_hand():
+    """emulator.py:113 (127 / w_max -> 127 + w_max) and :99 (clip condition `>` -> `<=`): netx's scale
+    of mixed-sign weights whose positive side dominates, and its clip flag.
+
+    [[100, -3]]: scale = min(127 / 100, -128 / -3) = 1.27 -> floor(log2) + 1 signed = 1 scale bit; no
+    shared zero bit (-3 is odd) -> n = 0 - 1; 8 - 1 + 1 = 8 weight bits, exponent -1; stored w << 1 =
+    [200, -6], Lava drops 8 - 8 + 1 = 1 bit (both even): each synapse adds [100, -3], nothing clipped.
+    """
+    import numpy as np
+
+    from edgec.targets.loihi.emulator import netx_dense_load
+
+    load = netx_dense_load(np.array([[100, -3]]))
+    assert (load.sign_mode, load.num_weight_bits, load.weight_exp, load.clipped) == ("mixed", 8, -1, False)
+    np.testing.assert_array_equal(load.weight, [[200, -6]])
+    np.testing.assert_array_equal(load.effective(), [[100, -3]])
+    # out of range with mixed signs: netx clips to [-256, 254] and says so
+    clipped = netx_dense_load(np.array([[300, -3]]))
+    assert clipped.clipped and clipped.effective().max() <= 254
+
+
+def _lava_cuba_reference(w_eff, spikes, i_decay, v_decay, vth_mant):
+    """Lava's fixed-point CUBA neuron (PyLifModelBitAcc) in plain Python integers, for a dense layer:
+    u = sign(u) * (|u| * (4096 - du) >> 12) + (W s << 6), wrapped to signed 24 bit; v likewise, plus u,
+    clipped to 24 bit; a spike where v > vth << 6, then v = 0."""
+    import numpy as np
+
+    def decay(x: int, d: int) -> int:
+        return (1 if x >= 0 else -1) * ((abs(x) * (4096 - d)) >> 12)
+
+    m = 1 << 23
+    n = w_eff.shape[0]
+    u, v = [0] * n, [0] * n
+    out = np.zeros((spikes.shape[0], n), dtype=np.uint8)
+    for t, s in enumerate(spikes):
+        a = [int(x) << 6 for x in w_eff @ s.astype(np.int64)]
+        for i in range(n):
+            u[i] = decay(u[i], i_decay) + a[i]
+            if u[i] > m:
+                u[i] -= 2 * m
+            elif u[i] <= -m:
+                u[i] += 2 * m
+            v[i] = min(max(decay(v[i], v_decay) + u[i], -m + 1), m - 1)
+            if v[i] > vth_mant << 6:
+                out[t, i] = 1
+                v[i] = 0
+    return out
+
+
+@pytest.mark.parametrize("kernel", ["numpy", "c"])
+def test_24_bit_wrap_of_the_current_follows_lava(kernel, request):
+    """emulator.py:388 (`u -= 2 * _M` -> `2 + _M`): a current that leaves signed 24 bit wraps as in
+    Lava, in the numpy path and the C kernel alike (checked against a plain-integer reference)."""
+    import numpy as np
+
+    from edgec.targets.loihi.emulator import Emulator
+    from edgec.targets.loihi.netlist import CubaNeuron, Layer, Netlist
+
+    if kernel == "c":
+        request.getfixturevalue("c_kernel")
+    w = np.repeat(np.array([[254], [200], [100]]), 150, axis=1)  # every input excitatory and strong
+    layer = Layer("dense", "d", (150,), (3,), w, CubaNeuron(0, 4096, 78000, None))  # no current decay
+    net = Netlist((150,), [layer])
+    x = np.ones((24, 1, 150), dtype=np.uint8)  # every input spikes every step: u grows past 2^23
+    got = Emulator(net, kernel=kernel).run(x)[:, 0]
+    want = _lava_cuba_reference(w, x[:, 0], 0, 4096, 78000)
+    assert (np.cumsum(150 * 254 * 64 * np.ones(24)) > 2**23).any()  # the wrap is reached
+    np.testing.assert_array_equal(got, want)
+    assert want[:, 0].any() and not want[:, 0].all()
+
+
+def test_emulator_takes_float_and_integer_spikes_and_records_neuron_layers_only():
+    """emulator.py:313 (`|` -> `&` in the 0 / 1 check) and :322 (`record and` -> `or`): spikes given as
+    float or int64 0 / 1 run like uint8; record=True gives one array per neuron layer, flatten not."""
+    import numpy as np
+    from test_loihi import _random_net
+
+    from edgec.targets.loihi.emulator import Emulator
+
+    rng = np.random.default_rng(2)
+    net = _random_net(rng)
+    x = (rng.random((6, 3, 2, 9, 9)) < 0.4).astype(np.uint8)
+    emu = Emulator(net)
+    want, rec = emu.run(x, record=True)
+    for dtype in (np.float32, np.int64, np.bool_):
+        np.testing.assert_array_equal(emu.run(x.astype(dtype)), want)
+    assert len(rec) == len(net.compute_layers) == 3
+    assert [r.shape[2:] for r in rec] == [la.out_shape for la in net.compute_layers]
