@@ -175,3 +175,58 @@ def test_library_raises_typed_errors(tmp_path):
         edgec.compile("zoo:resnet20", target="loihi", out=tmp_path / "c")
     assert info.value.exit_code == 4 and isinstance(info.value, edgec.EdgecError)
     assert not (tmp_path / "c").exists()
+
+
+# --- CPU target / ONNX export (onnx engineer) ---
+
+
+class _Inverse(torch.nn.Module):
+    """torch.linalg.inv has no ONNX conversion."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inv = torch.linalg.inv(x.reshape(-1, 2, 2) + 3 * torch.eye(2))
+        return self.fc(inv.flatten(1))
+
+
+def test_check_cpu_runs_the_export_compile_runs(cli, tmp_path):
+    """Issue 15.10: before, `check --target cpu` said ok for a model whose export then failed.
+    Check runs the export; the why-not row names the operator; compile refuses the same way."""
+    pt2 = tmp_path / "inv.pt2"
+    torch.export.save(torch.export.export(_Inverse().eval(), (torch.rand(1, 4),)), pt2)
+    res = cli("check", pt2, "--target", "cpu", "--json")
+    assert res.exit_code == 4, (res.stdout, res.stderr)
+    rows = __import__("json").loads(res.stdout)["violations"]
+    assert [(r["layer"], r["rule"]) for r in rows] == [("aten::linalg_inv", "onnx-export")]
+    assert "\x1b" not in rows[0]["detail"]
+    out = tmp_path / "out"
+    res = cli("compile", pt2, "--target", "cpu", "-o", out)
+    assert res.exit_code == 4 and "aten::linalg_inv" in res.stdout + res.stderr
+    _assert_clean(out)
+
+
+class _GruOnly(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = torch.nn.GRU(6, 8, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gru(x)[0][:, -1]
+
+
+def test_int8_without_any_ort_kernel_is_refused(cli, tmp_path):
+    """An INT8 graph in which ONNX Runtime runs no integer kernel (a GRU: none exists) would be FP32
+    plus conversions: refused with a why-not row naming the op, nothing written."""
+    pt2 = tmp_path / "gru.pt2"
+    torch.manual_seed(0)
+    torch.export.save(torch.export.export(_GruOnly().eval(), (torch.rand(1, 5, 6),)), pt2)
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).random((8, 5, 6), dtype=np.float32))
+    out = tmp_path / "out"
+    res = cli("compile", pt2, "--quantize", "int8", "--calib", tmp_path / "calib.npy", "-o", out, "--json")
+    assert res.exit_code == 4, (res.stdout, res.stderr)
+    assert "int8-no-kernel" in res.stdout + res.stderr and "GRU" in res.stdout + res.stderr
+    _assert_clean(out)
+    assert cli("compile", pt2, "-o", out).exit_code == 0  # FP32 is fine

@@ -218,6 +218,14 @@ def export_onnx(
             continue
         batch = int(x.shape[0])
         why = "; ".join(f"{k} exporter: {v}" for k, v in why_fixed.items()) or "a dynamic batch failed"
+        log.warning(
+            "the ONNX graph takes batch %d only (%s); larger batches run %d sample(s) at a time. "
+            "For a dynamic batch, %s",
+            batch,
+            why,
+            batch,
+            DYNAMIC_EXPORT_HINT,
+        )
         note = f"the graph takes batch {batch} only ({why}); a larger batch runs {batch} sample(s) at a time"
         return _info(path, exporter, batch, (note,))
     detail = "; ".join(f"{k} exporter: {v}" for k, v in errors.items())

@@ -329,7 +329,7 @@ def calibrate(
     if method not in methods:
         raise UsageError(f"unknown calibration method '{method}'", hint=f"choose from {', '.join(methods)}")
     reader = _Reader(batches)
-    with tempfile.TemporaryDirectory() as tmp, quiet():
+    with tempfile.TemporaryDirectory() as tmp, quiet(fds=False):  # a progress bar may be drawing
         calibrator = create_calibrator(
             Path(model_path),
             list(scheme.op_types or _all_ort_ops()),

@@ -21,26 +21,30 @@ def clean(text: str) -> str:
 
 
 @contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence what torch's exporters and ORT's tools print, down to the file descriptors: the
-    TorchScript exporter dumps the whole Torch IR graph from C++ when it fails, and onnxscript's
-    optimizer prints progress lines; neither may reach a user's (possibly --json) stdout."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
+def quiet(*, fds: bool = True) -> Iterator[None]:
+    """Silence what torch's exporters and ORT's tools print: Python warnings, logging below ERROR
+    (ORT's quantizer logs through the root logger), ORT's C++ log below ERROR, and with ``fds``
+    the file descriptors 1 and 2 too: the TorchScript exporter dumps the whole Torch IR graph from
+    C++ when it fails. Not ``fds`` around long steps that a progress bar on stderr reports."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)
     root = logging.getLogger()
     level = root.level
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)] if fds else []
     try:
         with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            root.setLevel(logging.ERROR)  # ORT's quantizer logs through the root logger
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            root.setLevel(logging.ERROR)
+            if fds:
+                os.dup2(sink.fileno(), 1)
+                os.dup2(sink.fileno(), 2)
+            with contextlib.redirect_stdout(io.StringIO()):
                 yield
     finally:
         root.setLevel(level)
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
+        for fd, saved_fd in zip((1, 2), saved, strict=False):
+            os.dup2(saved_fd, fd)
+            os.close(saved_fd)
