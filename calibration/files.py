@@ -36,11 +36,34 @@ def load_array_file(path: Path) -> Dataset:
         return from_arrays(npz[x_key], y, name=str(path))
 
 
-def load_image_folder(root: Path) -> Dataset:
+#: ImageNet's per-channel statistics (torchvision's reference transforms): ``image_normalize imagenet``
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: ``image_resize crop``: the shorter side goes to size / CROP_FRACTION first (ImageNet: 256 -> 224)
+CROP_FRACTION = 0.875
+_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+IMAGE_HINT = (
+    "pass --image-resize fit (stretch to the model's size) or crop (ImageNet's recipe: shorter side to "
+    "size / 0.875, centre crop), and --image-normalize imagenet for a model trained on ImageNet "
+    "statistics (edgec.toml: image_resize, image_normalize)"
+)
+
+
+def load_image_folder(
+    root: Path,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    resize: str = "none",
+    normalize: str = "none",
+) -> Dataset:
     """Images under ``root`` (or ``root/<class>/``), converted to float32 CHW in [0, 1].
 
-    Sub-folder names, sorted, become class indices. Images are read lazily, one per sample;
-    all images must have the same size and mode (the model's input shape is checked later).
+    Sub-folder names, sorted, become class indices. Images are read lazily, one per sample. With
+    the model's ``input_shape`` (C, H, W) known, images are converted to C channels (L, RGB,
+    RGBA); ``resize`` ``fit`` stretches them to H x W, ``crop`` resizes the shorter side to
+    ``H / 0.875`` and cuts the centre H x W (ImageNet's 256 -> 224), ``none`` keeps them as they
+    are (an image of another size is then an error naming these options). ``normalize``
+    ``imagenet`` subtracts :data:`IMAGENET_MEAN` and divides by :data:`IMAGENET_STD` per channel.
     """
     from PIL import Image
 
@@ -53,18 +76,59 @@ def load_image_folder(root: Path) -> Dataset:
         files = [(f, None) for f in sorted(root.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under '{root}'")
+    chw = tuple(input_shape) if input_shape is not None and len(input_shape) == 3 else None
+    if normalize == "imagenet" and chw is not None and chw[0] != 3:
+        raise DataError(
+            f"--image-normalize imagenet needs 3-channel (RGB) input; the model takes {chw[0]} channel(s)"
+        )
 
     def transform(item: tuple[Path, int | None]) -> tuple[np.ndarray, int | None]:
         path, label = item
         try:
             with Image.open(path) as img:
+                if chw is not None and chw[0] in _MODES and img.mode != _MODES[chw[0]]:
+                    img = img.convert(_MODES[chw[0]])
+                img = _resized(img, chw, resize, path)
                 arr = np.asarray(img, dtype=np.float32) / 255.0
         except OSError as exc:
             raise DataError(f"cannot read image '{path}': {exc}") from None
         arr = arr[None, :, :] if arr.ndim == 2 else np.transpose(arr, (2, 0, 1))
-        return np.ascontiguousarray(arr), label
+        if normalize == "imagenet":
+            if arr.shape[0] != 3:
+                raise DataError(
+                    f"--image-normalize imagenet needs RGB images; '{path}' has {arr.shape[0]} channel(s)"
+                )
+            arr = (arr - np.asarray(IMAGENET_MEAN, np.float32)[:, None, None]) / np.asarray(
+                IMAGENET_STD, np.float32
+            )[:, None, None]
+        return np.ascontiguousarray(arr, dtype=np.float32), label
 
-    return Dataset(files, transform, name=str(root), metadata={"num_samples": len(files), "classes": classes})
+    meta = {"num_samples": len(files), "classes": classes, "resize": resize, "normalize": normalize}
+    return Dataset(files, transform, name=str(root), metadata=meta)
+
+
+def _resized(img: Any, chw: tuple[int, ...] | None, resize: str, path: Path) -> Any:
+    from PIL import Image
+
+    if chw is None:
+        if resize != "none":
+            raise DataError(f"--image-resize {resize} needs the model's input shape (C, H, W)")
+        return img
+    h, w = int(chw[1]), int(chw[2])
+    if resize == "fit":
+        return img.resize((w, h), Image.Resampling.BILINEAR)
+    if resize == "crop":
+        scale = max(h, w) / CROP_FRACTION / min(img.size)
+        size = (max(w, round(img.size[0] * scale)), max(h, round(img.size[1] * scale)))
+        img = img.resize(size, Image.Resampling.BILINEAR)
+        left, top = (size[0] - w) // 2, (size[1] - h) // 2
+        return img.crop((left, top, left + w, top + h))
+    if img.size != (w, h):
+        raise DataError(
+            f"image '{path}' is {img.size[0]} x {img.size[1]} pixels; the model takes {w} x {h}",
+            hint=IMAGE_HINT,
+        )
+    return img
 
 
 def load_from_callable(spec: str) -> Dataset:

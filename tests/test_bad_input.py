@@ -82,7 +82,12 @@ def _fails(cli, args, code: int, *words: str) -> str:
             3,
             ["dtype uint8", "float"],
         ),
-        ("digits_sd", ["--arch", "digits-cnn", "--quantize", "int4"], 2, ["--quantize 'int4'", "int8"]),
+        (
+            "digits_sd",
+            ["--arch", "digits-cnn", "--quantize", "int4"],
+            2,
+            ["no precision 'int4' (--quantize)", "int8"],
+        ),
     ],
 )
 def test_compile_rejects(cli, files, name, extra, code, words):
@@ -230,3 +235,97 @@ def test_int8_without_any_ort_kernel_is_refused(cli, tmp_path):
     assert "int8-no-kernel" in res.stdout + res.stderr and "GRU" in res.stdout + res.stderr
     _assert_clean(out)
     assert cli("compile", pt2, "-o", out).exit_code == 0  # FP32 is fine
+
+
+# ---- options: type, range, convention (issue 7 item 5, issue 15 item 12) -----------------------------
+@pytest.mark.parametrize(
+    ("toml", "words"),
+    [
+        (
+            '[compile]\ncalib_samples = "16"\n',
+            ["calib_samples must be an integer", "'16' (a string)", "[compile]"],
+        ),
+        ("[compile]\ntimesteps = 0\n", ["timesteps must be >= 1, got 0"]),
+        ('[compile]\ninput_shape = "1,a"\n', ["input_shape '1,a' is not a list of integers"]),
+        ("[compile]\ntrust_pickle = 1\n", ["trust_pickle must be true or false"]),
+        ('[compile]\npasses = "fold-bn"\n', ["passes must be a list of passes"]),
+        ("[verify]\nmin_agreement = 99\n", ["min_agreement 99 is ambiguous", "99%", "0.99"]),
+        ("[bench]\nthreads = -1\n", ["threads must be >= 1"]),
+        ("[benchmark]\nthreads = 1\n", ["unknown section(s): benchmark", "[bench]"]),
+        ("compile = 3\n", ["'compile' must be a [compile] section"]),
+        ("[target.loihi]\nweight_bits = 9\n", ["target 'loihi' option weight_bits must be <= 8, got 9"]),
+        ('[target.loihi]\nweight_bits = "4"\n', ["weight_bits must be an integer", "(a string)"]),
+        ("[target.cpu]\nthreads = 2\n", ["unknown option(s) of target 'cpu': threads", "none"]),
+    ],
+)
+def test_edgec_toml_values_are_type_checked(cli_proc, tmp_path, toml, words):
+    """A wrongly typed edgec.toml value was exit 1 "internal error" (issue 7 item 5)."""
+    (tmp_path / "edgec.toml").write_text(toml)
+    target = ["--target", "loihi"] if "loihi" in toml else []
+    verb = ["verify", "nowhere"] if "[verify]" in toml else ["bench", "nowhere"] if "[bench]" in toml else []
+    args = verb or ["check", "zoo:digits-snn-mlp" if target else "zoo:digits-cnn", *target]
+    res = cli_proc(*args)
+    assert res.exit_code == 2, (res.exit_code, res.stderr)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["verify", "ART", "--min-agreement", "99"], ["--min-agreement 99 is ambiguous", "99%"]),
+        (["verify", "ART", "--min-agreement", "150%"], ["--min-agreement must be <= 100%, got 150%"]),
+        (["verify", "ART", "--limit", "-3"], ["--limit must be >= 1, got -3"]),
+        (["bench", "ART", "--threads", "-1"], ["--threads must be >= 1, got -1"]),
+        (["bench", "ART", "--batch-size", "0"], ["--batch-size must be >= 1, got 0"]),
+        (["bench", "ART", "--warmup", "-1"], ["--warmup must be >= 0, got -1"]),
+        (["report", "zoo:digits-cnn", "--samples", "0"], ["--samples must be >= 1, got 0"]),
+        (["report", "zoo:digits-cnn", "--weight-bits", "64"], ["--weight-bits must be <= 32"]),
+        (["report", "zoo:digits-cnn", "--baseline", "b.json", "--max-increase", "5"], ["ambiguous", "5%"]),
+        (
+            ["compile", "zoo:digits-cnn", "--calib-method", "median"],
+            ["unknown --calib-method 'median'", "entropy"],
+        ),
+        (["compile", "zoo:digits-cnn", "--timesteps", "0"], ["--timesteps must be >= 1"]),
+        (
+            ["compile", "zoo:digits-cnn", "--pass", "fold-bn:bits=4"],
+            ["unknown option(s) of pass 'fold-bn': bits"],
+        ),
+        (["compile", "zoo:digits-cnn", "--pass", "fold-bn:bits"], ["'bits' is not KEY=VALUE"]),
+        (
+            ["compile", "zoo:digits-snn-mlp", "-t", "loihi", "--quantize", "int8"],
+            ["target 'loihi' has no precision 'int8'"],
+        ),
+        (
+            ["compile", "zoo:digits-snn-mlp", "-t", "loihi", "--target-option", "weight_bits=1"],
+            ["target 'loihi' option weight_bits must be >= 2, got 1"],
+        ),
+        (
+            ["compile", "zoo:digits-cnn", "--target-option", "threads=2"],
+            ["unknown option(s) of target 'cpu'"],
+        ),
+        (["compile", "zoo:digits-cnn", "--image-resize", "zoom"], ["unknown --image-resize 'zoom'", "crop"]),
+    ],
+)
+def test_option_values_are_checked(cli, digits_fp32, tmp_path, args, words):
+    """--limit -3 was an internal error, --threads -1 was accepted, --min-agreement 99 meant 9900 %."""
+    args = [str(digits_fp32) if a == "ART" else a for a in args]
+    out = tmp_path / "out"
+    if args[0] == "compile":
+        args += ["-o", str(out)]
+    _fails(cli, args, 2, *words)
+    _assert_clean(out)
+
+
+def test_api_option_values_are_checked(tmp_path):
+    import edgec
+
+    with pytest.raises(UsageError, match="calib_samples must be an integer"):
+        edgec.compile("zoo:digits-cnn", calib_samples="16", out=tmp_path / "a")
+    with pytest.raises(UsageError, match="min_agreement 99 is ambiguous"):
+        edgec.verify(tmp_path, min_agreement=99)
+    with pytest.raises(UsageError, match="unknown option calib_sample="):
+        edgec.compile("zoo:digits-cnn", calib_sample=16, out=tmp_path / "b")
+    _assert_clean(tmp_path / "a")

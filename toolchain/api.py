@@ -16,40 +16,36 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from edgec.artifact import REPORT_JSON, REPORT_MD, Artifact, ArtifactWriter, check_output_dir
-from edgec.config import CompileConfig, load_config
+from edgec.config import BenchOptions, CompileConfig, DataOptions, ReportOptions, RunOptions, VerifyOptions
 from edgec.data import Dataset, open_dataset
 from edgec.errors import ConstraintViolation, DataError, UsageError, VerificationFailed
 from edgec.loading import load_program
+from edgec.options import build, merge, split, takes
 from edgec.passes import Pass, PassContext, PassManager, get_pass
 from edgec.program import Program, SourceInfo, sha256_of
 from edgec.progress import NullProgress, Progress
 from edgec.report import Report, artifact_report, build_report, stored_config
 from edgec.target import Target, VerifyResult, Violation, get_target
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger(__name__)
-ModelLike = "str | Path | nn.Module | Program"
 
 
-def _config(config: CompileConfig | None, overrides: dict[str, Any]) -> CompileConfig:
+def _config(config: CompileConfig | None, options: dict[str, Any]) -> CompileConfig:
+    """``config`` (or defaults + edgec.toml) with the keyword options applied, each one checked."""
     if config is None:
-        return load_config(**overrides)
-    import dataclasses
-
-    return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        return build(CompileConfig, options)
+    return merge(config, options)
 
 
-def _prepare(model: Any, cfg: CompileConfig) -> tuple[Target, Program]:
+def _prepare(model: Any, cfg: CompileConfig) -> tuple[Target, Program, CompileConfig]:
     target = get_target(cfg.target)
     target.require_usable()
-    target.require_precision(cfg.quantize)
+    cfg = target.resolve_config(cfg)
     program = load_program(
         model,
         arch=cfg.arch,
@@ -57,30 +53,42 @@ def _prepare(model: Any, cfg: CompileConfig) -> tuple[Target, Program]:
         trust_pickle=cfg.trust_pickle,
         timesteps=cfg.timesteps,
     )
-    return target, program
+    return target, program, cfg
 
 
-def _open_data(spec: str | None, program: Program, purpose: str) -> Dataset | None:
+def _open_data(
+    spec: str | None, program: Program, purpose: str, images: DataOptions | None = None
+) -> Dataset | None:
     spec = spec or program.metadata.get("dataset")
     if spec is None:
         return None
-    data = open_dataset(spec, purpose=purpose)  # type: ignore[arg-type]
+    image_options = (images or DataOptions()).image_options()
+    data = open_dataset(spec, purpose=purpose, input_shape=program.input_shape, images=image_options)  # type: ignore[arg-type]
     data.check_input_shape(program.input_shape)
     return data
 
 
+def pipeline(tgt: Target, program: Program, cfg: CompileConfig) -> list[Pass]:
+    """The passes a compile runs, in order: the recipe's passes that must see the model before the
+    target prepares it (``Pass.before_target``), the target's preparation passes, then the rest of
+    the recipe in its order. A pass may appear several times with different options."""
+    recipe = [get_pass(s.name, **{**cfg.pass_options.get(s.name, {}), **s.options}) for s in cfg.passes]
+    early = [p for p in recipe if p.before_target]
+    late = [p for p in recipe if not p.before_target]
+    return [*early, *tgt.prepare_passes(program, cfg), *late]
+
+
+@takes(CompileConfig)
 def check(
     model: Any,
     *,
-    target: str | None = None,
     config: CompileConfig | None = None,
     progress: Progress | None = None,
     **options: Any,
 ) -> tuple[Program, list[Violation]]:
-    """Run the target's preparation passes and return what it cannot take (empty: it can)."""
-    cfg = _config(config, {"target": target, **options})
-    tgt, program = _prepare(model, cfg)
-    passes = tgt.prepare_passes(program, cfg)
+    """Run the passes a compile would run and return what the target cannot take (empty: it can)."""
+    tgt, program, cfg = _prepare(model, _config(config, options))
+    passes = pipeline(tgt, program, cfg)
     program = PassManager(passes).run(program, _context(cfg, program, tgt, passes, progress))
     return program, tgt.check(program, cfg)
 
@@ -92,63 +100,41 @@ def _context(
     wants_training = cfg.train_data is not None or any("training" in p.needs for p in passes)
     return PassContext(
         config=cfg,
-        calib=_open_data(cfg.calib, program, "calibration"),
-        train=_open_data(cfg.train_data, program, "training") if wants_training else None,
+        calib=_open_data(cfg.calib, program, "calibration", cfg),
+        train=_open_data(cfg.train_data, program, "training", cfg) if wants_training else None,
         target=tgt,
         progress=progress or NullProgress(),
         seed=cfg.seed,
     )
 
 
+@takes(CompileConfig)
 def compile(
     model: Any,
     *,
-    target: str | None = None,
     out: str | Path | None = None,
-    quantize: str | None = None,
-    calib: str | None = None,
-    calib_method: str | None = None,
-    timesteps: int | None = None,
-    input_shape: tuple[int, ...] | None = None,
-    arch: str | None = None,
-    trust_pickle: bool | None = None,
-    passes: list[str] | None = None,
-    train_data: str | None = None,
     force: bool = False,
     config: CompileConfig | None = None,
     progress: Progress | None = None,
+    **options: Any,
 ) -> Artifact:
-    """Compile ``model`` for ``target`` into the artifact directory ``out``; returns the artifact.
+    """Compile ``model`` for a target into the artifact directory ``out``; returns the artifact.
 
-    ``model`` is a file path, ``zoo:NAME``, an ``nn.Module`` (with ``input_shape``) or a Program.
-    Raises :class:`~edgec.errors.ConstraintViolation` (with the violation rows) when the target
-    cannot take the model; nothing is written then.
+    ``model`` is a file path, ``zoo:NAME``, an ``nn.Module`` (with ``input_shape``), a
+    ``torch.export`` ExportedProgram or a Program. Raises
+    :class:`~edgec.errors.ConstraintViolation` (with the violation rows) when the target cannot
+    take the model; nothing is written then.
     """
     started = time.perf_counter()
-    cfg = _config(
-        config,
-        {
-            "target": target,
-            "quantize": quantize,
-            "calib": calib,
-            "calib_method": calib_method,
-            "timesteps": timesteps,
-            "input_shape": input_shape,
-            "arch": arch,
-            "trust_pickle": trust_pickle,
-            "passes": passes,
-            "train_data": train_data,
-        },
-    )
+    cfg = _config(config, options)
     progress = progress or NullProgress()
     out_dir = Path(out) if out is not None else Path("edgec-out") / f"{_model_stem(model)}-{cfg.target}"
     check_output_dir(out_dir, force=force)  # fail before any work
-    tgt, program = _prepare(model, cfg)
-    user_passes = [get_pass(name, **cfg.pass_options.get(name, {})) for name in cfg.passes]
-    pipeline = [*tgt.prepare_passes(program, cfg), *user_passes]
-    ctx = _context(cfg, program, tgt, pipeline, progress)
+    tgt, program, cfg = _prepare(model, cfg)
+    passes = pipeline(tgt, program, cfg)
+    ctx = _context(cfg, program, tgt, passes, progress)
     calib_data = ctx.calib
-    program = PassManager(pipeline).run(program, ctx)
+    program = PassManager(passes).run(program, ctx)
     violations = tgt.check(program, cfg)
     if violations:
         raise ConstraintViolation(
@@ -175,39 +161,26 @@ def compile(
     return Artifact.open(out_dir)
 
 
+@takes(CompileConfig, ReportOptions)
 def energy_report(
     model: Any,
     *,
-    target: str | None = None,
-    quantize: str | None = None,
-    data: str | None = None,
-    samples: int | None = None,
-    weight_bits: int | None = None,
-    timesteps: int | None = None,
-    input_shape: tuple[int, ...] | None = None,
-    arch: str | None = None,
-    trust_pickle: bool | None = None,
     config: CompileConfig | None = None,
+    report: ReportOptions | None = None,
     progress: Progress | None = None,
+    **options: Any,
 ) -> Report:
-    """The energy report of ``model`` for ``target`` without compiling (or of an artifact directory).
+    """The energy report of ``model`` for a target without compiling (or of an artifact directory).
 
-    A model is counted as the target would lower it (its preparation passes run first, as in
+    A model is counted as the target would lower it (the passes of a compile run first, as in
     ``edgec check``). An artifact's stored report is returned; its energy is recounted from its
     source model only when ``data``, ``samples`` or ``weight_bits`` ask for other figures (or it
     has none). Render the result with :mod:`edgec.report`.
     """
-    cfg = _config(
-        config,
-        {
-            "target": target,
-            "quantize": quantize,
-            "timesteps": timesteps,
-            "input_shape": input_shape,
-            "arch": arch,
-            "trust_pickle": trust_pickle,
-        },
-    )
+    compile_opts, report_opts = split(options, CompileConfig, ReportOptions)
+    cfg = _config(config, compile_opts)
+    rep = merge(report, report_opts) if report is not None else build(ReportOptions, report_opts)
+    data, samples, weight_bits = rep.data, rep.samples, rep.weight_bits
     if isinstance(model, (str, Path)) and Path(model).is_dir():
         art = Artifact.open(model)
         energy = None
@@ -219,14 +192,15 @@ def energy_report(
         ):
             stored = stored_config(Report.from_dict(art.report))
             program = source_program(art, trust_pickle=cfg.trust_pickle)
-            dataset = _activity_data(data or stored.calib, program, samples)
+            dataset = _activity_data(data or stored.calib, program, samples, rep)
             energy = get_target(art.target).estimate_energy(
                 program, dataset, stored, samples=samples, weight_bits=weight_bits
             )
         return artifact_report(art, energy=energy)
-    tgt = get_target(cfg.target)
     program, violations = check(model, config=cfg, progress=progress)  # what the target would lower
-    dataset = _activity_data(data or cfg.calib, program, samples)
+    tgt = get_target(cfg.target)
+    cfg = tgt.resolve_config(cfg)
+    dataset = _activity_data(data or cfg.calib, program, samples, rep)
     energy = tgt.estimate_energy(program, dataset, cfg, samples=samples, weight_bits=weight_bits)
     if energy is None:
         raise UsageError(
@@ -236,9 +210,11 @@ def energy_report(
     return build_report(program, target=tgt.name, config=cfg, energy=energy, violations=violations)
 
 
-def _activity_data(spec: str | None, program: Program, samples: int | None) -> Dataset | None:
+def _activity_data(
+    spec: str | None, program: Program, samples: int | None, images: DataOptions
+) -> Dataset | None:
     """Inputs for the activity counts: ``spec``, else the model's own dataset; ``samples`` needs some."""
-    dataset = _open_data(spec, program, "calibration")
+    dataset = _open_data(spec, program, "calibration", images)
     if dataset is None and samples is not None:
         raise UsageError(
             f"--samples {samples} needs inputs to measure activity on, and this model has no dataset",
@@ -310,23 +286,24 @@ def source_program(artifact: Artifact, *, trust_pickle: bool = False) -> Program
     ).replace(encoder=prog.get("encoder"))
 
 
+@takes(VerifyOptions)
 def verify(
     artifact: str | Path | Artifact,
     *,
-    data: str | None = None,
-    backend: str | None = None,
-    limit: int | None = None,
-    min_agreement: float = 0.98,
-    trust_pickle: bool = False,
+    config: VerifyOptions | None = None,
+    **options: Any,
 ) -> VerifyResult:
     """Compare an artifact with its source model; raises VerificationFailed if it disagrees."""
+    opts = merge(config, options) if config is not None else build(VerifyOptions, options)
     art = artifact if isinstance(artifact, Artifact) else Artifact.open(artifact)
     tgt = get_target(art.target)
-    program = source_program(art, trust_pickle=trust_pickle)
-    dataset = _open_data(data, program, "evaluation")
+    program = source_program(art, trust_pickle=opts.trust_pickle)
+    dataset = _open_data(opts.data, program, "evaluation", opts)
     if dataset is None:
         dataset = _random_data(program, n=64)
-    result = tgt.verify(art, program, dataset, backend=backend, limit=limit, min_agreement=min_agreement)
+    result = tgt.verify(
+        art, program, dataset, backend=opts.backend, limit=opts.limit, min_agreement=opts.min_agreement
+    )
     result.metrics["data"] = dataset.name
     if not result.passed:
         raise VerificationFailed(f"artifact '{art.path}' disagrees with its source model: {result.summary}")
@@ -341,11 +318,11 @@ def _random_data(program: Program, n: int) -> Dataset:
     return from_arrays(x, name="uniform random inputs (no --data given)")
 
 
-def run(
-    artifact: str | Path | Artifact, x: np.ndarray, *, backend: str | None = None
-) -> dict[str, np.ndarray]:
+@takes(RunOptions)
+def run(artifact: str | Path | Artifact, x: np.ndarray, **options: Any) -> dict[str, np.ndarray]:
     """The artifact's outputs for inputs ``x`` (``[N, *input_shape]`` or one sample), by output name,
     batch first, in report.json ``program.outputs`` order (see :data:`edgec.target.Session`)."""
+    opts = build(RunOptions, options)
     art = artifact if isinstance(artifact, Artifact) else Artifact.open(artifact)
     shape = tuple(art.report["program"]["input_shape"])
     x = np.asarray(x)
@@ -357,7 +334,7 @@ def run(
         raise DataError(
             f"input has shape {tuple(x.shape)}; the artifact takes [N, {', '.join(map(str, shape))}]"
         )
-    return get_target(art.target).session(art, backend=backend)(x.astype(np.float32))
+    return get_target(art.target).session(art, backend=opts.backend)(x.astype(np.float32))
 
 
 @dataclass
@@ -378,22 +355,20 @@ class BenchResult:
         return dataclasses.asdict(self)
 
 
+@takes(BenchOptions)
 def bench(
     artifact: str | Path | Artifact,
     *,
-    batch_size: int = 1,
-    iterations: int = 100,
-    warmup: int = 10,
-    threads: int | None = None,
-    backend: str | None = None,
+    config: BenchOptions | None = None,
     progress: Progress | None = None,
+    **options: Any,
 ) -> BenchResult:
     """Latency percentiles of the artifact on random inputs of its shape (after ``warmup`` runs)."""
-    if batch_size < 1 or iterations < 1 or warmup < 0:
-        raise UsageError("--batch-size and --iterations must be >= 1, --warmup >= 0")
+    opts = merge(config, options) if config is not None else build(BenchOptions, options)
+    batch_size, iterations, warmup, threads = opts.batch_size, opts.iterations, opts.warmup, opts.threads
     art = artifact if isinstance(artifact, Artifact) else Artifact.open(artifact)
     tgt = get_target(art.target)
-    backend = tgt.resolve_backend(backend)
+    backend = tgt.resolve_backend(opts.backend)
     fn = tgt.session(art, backend=backend, threads=threads)
     shape = tuple(art.report["program"]["input_shape"])
     x = np.random.default_rng(0).random((batch_size, *shape), dtype=np.float32)

@@ -1,75 +1,120 @@
-"""One configuration object, fed by CLI flags or an optional ``edgec.toml``.
+"""The option groups of edgec's verbs, each option declared once (see :mod:`edgec.options`).
 
-``edgec.toml`` (read from the current directory, or ``--config FILE``)::
+``edgec.toml`` (read from the current directory, or ``--config FILE``); keys are the options' names::
 
-    [compile]
+    [compile]                # CompileConfig: compile, check and report
     target = "cpu"
     quantize = "int8"
     calib = "builtin:digits"
     calib_method = "percentile"
-    passes = ["fold-bn"]
+    calib_samples = 256
+    passes = ["fold-bn", {name = "magnitude-prune", sparsity = 0.5}]   # a recipe, in order
 
-    [passes.fold-bn]         # options of one pass
+    [passes.fold-bn]         # default options of one pass (a recipe entry's own win)
 
-    [target.loihi]           # options of one target
+    [target.loihi]           # options of one target (declared by the target, see `edgec targets`)
     weight_bits = 8
 
-Precedence: command-line flags > edgec.toml > defaults.
+    [verify]                 # VerifyOptions
+    min_agreement = "99%"
+
+    [bench]                  # BenchOptions
+    threads = 2
+
+    [report]                 # ReportOptions
+    samples = 64
+
+Precedence: command-line flags / API keywords > edgec.toml > the defaults declared here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from edgec.errors import UsageError
+from edgec.options import CONFIG_FILE, PassSpec, build, check_value, declared, group, option, parse_shape
 
-Quantize = Literal["none", "int8", "fp16", "int4-weights"]
-CalibMethod = Literal["minmax", "percentile", "entropy"]
-#: every precision some target declares (Target.precisions); each target accepts its own subset
-QUANTIZE_CHOICES: tuple[str, ...] = ("none", "int8", "fp16", "int4-weights")
-CALIB_METHODS: tuple[str, ...] = ("minmax", "percentile", "entropy")
-CONFIG_FILE = "edgec.toml"
+__all__ = [
+    "CONFIG_FILE",
+    "BenchOptions",
+    "CompileConfig",
+    "DataOptions",
+    "PassSpec",
+    "ReportOptions",
+    "RunOptions",
+    "VerifyOptions",
+    "load_config",
+    "parse_shape",
+]
 
 
 @dataclass
-class CompileConfig:
-    target: str = "cpu"
-    quantize: str = "none"
-    calib: str | None = None  # data spec; a zoo model brings its own default
-    calib_method: str = "minmax"
-    calib_samples: int = 128
-    train_data: str | None = None  # labelled data for training-time passes (QAT, distillation, ...)
-    timesteps: int | None = None  # SNN timesteps (None: the model's own)
-    input_shape: tuple[int, ...] | None = None
-    arch: str | None = None
-    trust_pickle: bool = False
-    passes: list[str] = field(default_factory=list)
-    pass_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    target_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    seed: int = 0
+class Options:
+    """Base of the option groups: values given in code are checked like flags and edgec.toml."""
 
     def __post_init__(self) -> None:
-        if self.quantize not in QUANTIZE_CHOICES:
-            raise UsageError(
-                f"unknown --quantize '{self.quantize}'", hint=f"choose one of: {', '.join(QUANTIZE_CHOICES)}"
-            )
-        if self.calib_method not in CALIB_METHODS:
-            raise UsageError(
-                f"unknown --calib-method '{self.calib_method}'",
-                hint=f"choose one of: {', '.join(CALIB_METHODS)}",
-            )
-        if self.calib_samples < 1:
-            raise UsageError(f"--calib-samples must be >= 1, got {self.calib_samples}")
-        if self.timesteps is not None and self.timesteps < 1:
-            raise UsageError(f"--timesteps must be >= 1, got {self.timesteps}")
-        if self.input_shape is not None:
-            self.input_shape = tuple(int(d) for d in self.input_shape)
-            if not self.input_shape or any(d < 1 for d in self.input_shape):
-                raise UsageError(f"--input-shape must be positive integers, got {self.input_shape}")
+        for opt in declared(type(self)):
+            setattr(self, opt.key, check_value(opt, getattr(self, opt.key), opt.key))
+
+
+@dataclass
+class DataOptions(Options):
+    """How image folders are read (for --calib, --data and --train-data alike)."""
+
+    image_resize: str = option(
+        "none",
+        "resize images to the model's input: none (as they are) | fit (stretch to H x W) | "
+        "crop (shorter side to H / 0.875, centre H x W: ImageNet's 256 -> 224)",
+        choices=("none", "fit", "crop"),
+    )
+    image_normalize: str = option(
+        "none",
+        "normalise image pixels in [0, 1]: none | imagenet (mean 0.485,0.456,0.406, std 0.229,0.224,0.225)",
+        choices=("none", "imagenet"),
+    )
+
+    def image_options(self) -> dict[str, str]:
+        return {"resize": self.image_resize, "normalize": self.image_normalize}
+
+
+@group("compile", tables={"pass_options": "passes", "target_options": "target"})
+@dataclass
+class CompileConfig(DataOptions):
+    """Options of ``compile``, ``check`` and ``report`` (what is compiled, for which target, how)."""
+
+    target: str = option("cpu", "target name, see `edgec targets`", short="-t")
+    quantize: str = option(
+        "none", "precision to compile for; the target declares its own (`edgec targets`): cpu none | int8"
+    )
+    calib: str | None = option(
+        None,
+        "calibration data: .npz/.npy, an image folder, builtin:digits, or package.module:function "
+        "(default: the model's own dataset)",
+    )
+    calib_method: str = option(
+        "minmax",
+        "how activation ranges are chosen from calibration data (ONNX-based targets)",
+        choices=("minmax", "percentile", "entropy"),
+    )
+    calib_samples: int = option(128, "calibration samples to use", minimum=1)
+    train_data: str | None = option(None, "labelled data for training-time passes (same forms as --calib)")
+    timesteps: int | None = option(None, "SNN timesteps (default: the model's own)", minimum=1)
+    input_shape: tuple[int, ...] | None = option(
+        None, "input shape with batch, e.g. 1,3,32,32 (TorchScript needs it)", kind="shape"
+    )
+    arch: str | None = option(None, "zoo architecture of a state_dict file (see `edgec models`)")
+    trust_pickle: bool = option(False, "allow unpickling a whole module (runs its code)")
+    passes: list[PassSpec] = option(
+        [],
+        "a pass to run, in order (repeatable; NAME or NAME:key=value,...; see docs/adding-a-pass.md)",
+        kind="passes",
+        flag="--pass",
+    )
+    seed: int = option(0, "seed of every random choice (calibration order, training)")
+    pass_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # [passes.NAME]
+    target_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # [target.NAME]
 
     def options_for_target(self) -> dict[str, Any]:
         return dict(self.target_options.get(self.target, {}))
@@ -77,53 +122,69 @@ class CompileConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["input_shape"] = list(self.input_shape) if self.input_shape else None
+        d["passes"] = [p.to_dict() for p in self.passes]
         return d
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"1,3,32,32"`` -> ``(1, 3, 32, 32)`` (the leading batch dimension included)."""
-    try:
-        shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
-    except ValueError:
-        raise UsageError(
-            f"--input-shape '{text}' is not a list of integers", hint="e.g. --input-shape 1,3,32,32"
-        ) from None
-    if len(shape) < 2 or any(d < 1 for d in shape):
-        raise UsageError(
-            f"--input-shape '{text}' needs a batch dimension and positive sizes",
-            hint="e.g. --input-shape 1,3,32,32",
-        )
-    return shape
+@group("verify")
+@dataclass
+class VerifyOptions(DataOptions):
+    """Options of ``verify``."""
+
+    data: str | None = option(None, "evaluation data (default: the model's own, e.g. the digits holdout)")
+    backend: str | None = option(None, "execution backend of the target (see `edgec targets`)")
+    limit: int | None = option(None, "use at most this many samples", minimum=1)
+    min_agreement: float = option(
+        0.98, "minimum top-1 agreement to pass: 98% or 0.98", kind="percent", maximum=1.0
+    )
+    trust_pickle: bool = option(False, "allow reloading a source model that is a pickled module")
+
+
+@group("bench")
+@dataclass
+class BenchOptions(Options):
+    """Options of ``bench``."""
+
+    batch_size: int = option(1, "inputs per call", minimum=1)
+    iterations: int = option(100, "timed calls", minimum=1)
+    warmup: int = option(10, "untimed calls first", minimum=0)
+    threads: int | None = option(None, "intra-op threads (default: the runtime's)", minimum=1)
+    backend: str | None = option(None, "execution backend of the target (see `edgec targets`)")
+
+
+@group("run")
+@dataclass
+class RunOptions(Options):
+    """Options of ``run``."""
+
+    backend: str | None = option(None, "execution backend of the target (see `edgec targets`)")
+
+
+@group("report")
+@dataclass
+class ReportOptions(DataOptions):
+    """Options of ``report`` (the model options come from :class:`CompileConfig`)."""
+
+    data: str | None = option(None, "inputs for activity counts (default: --calib, else the model's own)")
+    samples: int | None = option(None, "samples the activity counts average over (default 32)", minimum=1)
+    weight_bits: int | None = option(
+        None, "weight storage width to assume, e.g. 4 or 1", minimum=1, maximum=32
+    )
+    format: str | None = option(
+        None,
+        "table | json | md | html (default: from -o, else table)",
+        choices=("table", "json", "md", "html"),
+        short="-f",
+        api=False,
+    )
+    baseline: str | None = option(
+        None, "baseline report.json to gate against (exit code 6 on regression)", api=False
+    )
+    max_increase: float = option(
+        0.05, "allowed energy increase over the baseline: 5% or 0.05", kind="percent", api=False
+    )
 
 
 def load_config(path: Path | None = None, **overrides: Any) -> CompileConfig:
     """Defaults, then ``edgec.toml`` (``path`` or ./edgec.toml if present), then non-None overrides."""
-    values: dict[str, Any] = {}
-    file = path if path is not None else (Path(CONFIG_FILE) if Path(CONFIG_FILE).is_file() else None)
-    if file is not None:
-        if not file.is_file():
-            raise UsageError(f"config file '{file}' does not exist")
-        try:
-            doc = tomllib.loads(file.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise UsageError(f"config file '{file}' is not valid TOML: {exc}") from None
-        unknown_sections = set(doc) - {"compile", "passes", "target"}
-        if unknown_sections:
-            raise UsageError(
-                f"config file '{file}' has unknown section(s): {', '.join(sorted(unknown_sections))}",
-                hint="use [compile], [passes.NAME] and [target.NAME]",
-            )
-        values.update(doc.get("compile", {}))
-        values["pass_options"] = doc.get("passes", {})
-        values["target_options"] = doc.get("target", {})
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name for f in dataclasses.fields(CompileConfig)}
-    unknown = set(values) - known
-    if unknown:
-        raise UsageError(
-            f"unknown configuration key(s): {', '.join(sorted(unknown))}",
-            hint=f"known keys: {', '.join(sorted(known))}",
-        )
-    if isinstance(values.get("input_shape"), str):
-        values["input_shape"] = parse_shape(values["input_shape"])
-    return CompileConfig(**values)
+    return build(CompileConfig, overrides, config=path)

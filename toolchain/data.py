@@ -147,8 +147,18 @@ def _import_ref(ref: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-def open_dataset(spec: str, *, purpose: Purpose = "calibration") -> Dataset:
-    """Resolve a data spec string (see the module docstring) into a :class:`Dataset`."""
+def open_dataset(
+    spec: str,
+    *,
+    purpose: Purpose = "calibration",
+    input_shape: tuple[int, ...] | None = None,
+    images: dict[str, str] | None = None,
+) -> Dataset:
+    """Resolve a data spec string (see the module docstring) into a :class:`Dataset`.
+
+    ``input_shape`` (one sample) and ``images`` (``{"resize": none|fit|crop, "normalize":
+    none|imagenet}``, the ``image_resize`` / ``image_normalize`` options) shape image folders.
+    """
     if spec.startswith("builtin:"):
         name, _, split = spec[len("builtin:") :].partition(":")
         if name not in BUILTIN_DATASETS:
@@ -159,10 +169,12 @@ def open_dataset(spec: str, *, purpose: Purpose = "calibration") -> Dataset:
         return _import_ref(BUILTIN_DATASETS[name])(purpose=purpose, split=split or None)
     path = Path(spec)
     if path.is_dir():
-        return _import_ref(_FOLDER_LOADER)(path)
+        return _import_ref(_FOLDER_LOADER)(path, input_shape=input_shape, **(images or {}))
     if path.suffix in (".npz", ".npy"):
         if not path.exists():
             raise UsageError(f"data file '{spec}' does not exist")
+        if path.is_dir() or not path.is_file():
+            raise UsageError(f"data '{spec}' is not a file")
         return _import_ref(_FILE_LOADER)(path)
     if ":" in spec and not path.exists():
         return _import_ref(_CALLABLE_LOADER)(spec)

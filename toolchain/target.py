@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -65,6 +65,11 @@ class EnergyProbe(Protocol):
     ) -> tuple[list[float], Measurement]: ...
 
 
+@dataclass
+class NoOptions:
+    """The options of a target that takes none (any ``[target.NAME]`` key is then an error)."""
+
+
 @dataclass(frozen=True)
 class Violation:
     """One thing a target cannot take: which layer, which rule, what exactly, and what to do."""
@@ -74,9 +79,65 @@ class Violation:
     detail: str
     hint: str
     verified: bool = True  # False when the rule's source is secondary / unverified
+    kind: str = ""  # the layer's kind (module class or op), for grouping; "" = from the name
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ViolationGroup:
+    """Violations of one rule by layers of one kind (what the why-not table shows as one row)."""
+
+    rule: str
+    kind: str
+    names: tuple[str, ...]
+    detail: str
+    hint: str
+    verified: bool
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+    @property
+    def layers(self) -> str:
+        if self.count == 1:
+            return self.names[0]
+        shown = ", ".join(self.names[:3])
+        more = f", ... ({self.count} layers)" if self.count > 3 else ""
+        return f"{shown}{more}"
+
+    @property
+    def suffix(self) -> str:
+        return ("" if self.verified else " (unverified limit)") + (
+            f" x{self.count}" if self.count > 1 else ""
+        )
+
+
+def _kind(v: Violation) -> str:
+    import re
+
+    return v.kind or re.sub(r"([._]?\d+)+$", "", v.layer) or v.layer
+
+
+def group_violations(violations: list[Violation]) -> list[ViolationGroup]:
+    """One group per (rule, layer kind, hint), in order of first appearance; a group's detail is its
+    first layer's (noting that the others are alike)."""
+    groups: dict[tuple[str, str, str], list[Violation]] = {}
+    for v in violations:
+        groups.setdefault((v.rule, _kind(v), v.hint), []).append(v)
+    out = []
+    for (rule, kind, hint), rows in groups.items():
+        detail = rows[0].detail
+        if len(rows) > 1 and any(r.detail != detail for r in rows):
+            detail += f" (and {len(rows) - 1} more like it)"
+        out.append(
+            ViolationGroup(
+                rule, kind, tuple(r.layer for r in rows), detail, hint, all(r.verified for r in rows)
+            )
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -120,11 +181,17 @@ class Target(ABC):
     optional: ClassVar[dict[str, str]] = {}
     #: execution backends for run / verify; the first is the default
     backends: ClassVar[tuple[str, ...]] = ("default",)
-    #: ``--quantize`` values this target compiles
-    precisions: ClassVar[tuple[str, ...]] = ("none", "int8")
     #: energy cost tables (edgec.energy.tables) by ``config.quantize`` value; "default" for the rest.
     #: Declaring them is all a target needs for energy reports: counting and pricing are core.
     cost_tables: ClassVar[dict[str, str]] = {}
+    #: the precisions ``--quantize`` may ask of this target: value -> what the artifact computes in
+    #: (a tuple of values is accepted too). The core keeps no list of its own: ``edgec targets``
+    #: shows these, compile checks against them.
+    precisions: ClassVar[Mapping[str, str] | tuple[str, ...]] = {"none": "the model's own floating point"}
+    #: the target's own options (``[target.NAME]`` in edgec.toml, ``--target-option KEY=VALUE``,
+    #: ``target_options={NAME: {...}}``): a dataclass whose fields may use
+    #: :func:`edgec.options.option`, checked by the core; None: the target checks its own
+    options: ClassVar[type | None] = None
 
     def availability(self) -> Availability:
         missing = tuple(m for m in self.requires if not _installed(m))
@@ -132,11 +199,18 @@ class Target(ABC):
         note = f"unavailable here: {', '.join(opt_missing)}" if opt_missing else ""
         return Availability(usable=not missing, missing=missing, note=note)
 
+    def precision_table(self) -> dict[str, str]:
+        """``--quantize`` value -> what it means, for this target."""
+        p = self.precisions
+        return dict(p) if isinstance(p, Mapping) else dict.fromkeys(p, "")
+
     def require_precision(self, quantize: str) -> None:
-        if quantize not in self.precisions:
+        table = self.precision_table()
+        if quantize not in table:
+            choices = "; ".join(f"{k} ({v})" if v else k for k, v in table.items())
             raise UsageError(
-                f"target '{self.name}' has no precision '{quantize}'",
-                hint=f"choose --quantize from: {', '.join(self.precisions)}",
+                f"target '{self.name}' has no precision '{quantize}' (--quantize)",
+                hint=f"choose one of: {choices}",
             )
 
     def energy_probe(self, artifact: Artifact, *, backend: str) -> EnergyProbe | None:
@@ -161,8 +235,28 @@ class Target(ABC):
             )
         return backend
 
+    def resolve_config(self, config: CompileConfig) -> CompileConfig:
+        """``config`` checked against what this target declares (its precisions and options)."""
+        self.require_precision(config.quantize)
+        self.target_options(config)
+        return config
+
+    def target_options(self, config: CompileConfig) -> Any:
+        """This target's options from ``config`` (an instance of :attr:`options`), checked."""
+        from edgec.options import check_fields
+
+        values = config.target_options.get(self.name, {})
+        if self.options is None:  # the target reads (and checks) its own
+            return dict(values)
+        return check_fields(self.options, values, f"target '{self.name}'")
+
     def prepare_passes(self, program: Program, config: CompileConfig) -> list[Pass]:
         return []
+
+    def summary(self, report: dict[str, Any]) -> list[str]:
+        """A few lines for people about an artifact this target wrote, from its report.json (the CLI
+        prints them after compiling; it knows nothing of a target's report section)."""
+        return [f"precision: {report.get('config', {}).get('quantize', 'none')}"]
 
     def check(self, program: Program, config: CompileConfig) -> list[Violation]:
         return []

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from edgec.errors import ConstraintViolation, DataError, UsageError
-from edgec.target import Lowered, Session, Target, Violation
+from edgec.target import Lowered, NoOptions, Session, Target, Violation
 
 if TYPE_CHECKING:
     from edgec.artifact import Artifact
@@ -33,8 +33,15 @@ class CpuTarget(Target):
     name = "cpu"
     description = "x86 / ARM CPU through ONNX Runtime (FP32, or INT8 U8S8 QDQ)"
     requires = ("onnx", "onnxruntime")
+    backends = ("onnxruntime",)
+    options: ClassVar[type | None] = NoOptions
     # energy: priced with Horowitz 2014 45 nm figures at the precision the artifact computes in
     cost_tables: ClassVar[dict[str, str]] = {"none": "cmos45-fp32", "int8": "cmos45-int8"}
+    precisions: ClassVar[dict[str, str]] = {
+        "none": "FP32",
+        "int8": "INT8: uint8 activations, int8 per-channel weights, QDQ fused by ONNX Runtime "
+        "(needs --calib)",
+    }
 
     def __init__(self) -> None:
         # the export that check() ran, reused by lower() for the same program: (module, shape, bytes, info)
@@ -122,6 +129,16 @@ class CpuTarget(Target):
             _refuse_if_nothing_fused(report)
         report["size_ratio_vs_fp32"] = round(final.stat().st_size / len(data), 4)
         return Lowered(files={"model": MODEL_FILE}, report=report)
+
+    def summary(self, report: dict[str, Any]) -> list[str]:
+        tr = report.get("target_report", {})
+        fusion = tr.get("ort_fusion", {})
+        return [
+            f"{tr.get('precision', '?').upper()} ONNX, "
+            f"{tr.get('size_ratio_vs_fp32', 1.0):.2f}x the FP32 size; "
+            f"ONNX Runtime runs {fusion.get('fused_quantized_ops', 0)} compute ops in integer arithmetic, "
+            f"{fusion.get('float_compute_ops', 0)} in float"
+        ]
 
     def session(
         self, artifact: Artifact, *, backend: str | None = None, threads: int | None = None

@@ -26,6 +26,8 @@ import numpy as np
 from edgec.errors import ConstraintViolation, DataError, UsageError
 from edgec.target import Lowered, Session, Target, VerifyResult, Violation
 
+from .options import LoweringOptions
+
 if TYPE_CHECKING:
     from edgec.artifact import Artifact
     from edgec.config import CompileConfig
@@ -57,13 +59,18 @@ class LoihiTarget(Target):
     backends = ("emulator", "lava")
     # energy: Davies et al. 2018 Loihi (1) per-operation figures (edgec.energy.tables)
     cost_tables: ClassVar[dict[str, str]] = {"default": "loihi1-davies2018"}
+    precisions: ClassVar[dict[str, str]] = {
+        "none": "Loihi fixed point: 2..8-bit weights (weight_bits), 12-bit decays, 24-bit state, "
+        "one scale per layer",
+    }
+    options: ClassVar[type | None] = LoweringOptions
 
     # ---- decide ---------------------------------------------------------------------------------
     def check(self, program: Program, config: CompileConfig) -> list[Violation]:
         from .graph import analyze
-        from .lowering import LoweringOptions, plan_network
+        from .lowering import plan_network
 
-        options = LoweringOptions.from_config(config.options_for_target())
+        options = self.target_options(config)
         analysis = analyze(program)
         if analysis.violations:
             return analysis.violations
@@ -84,12 +91,12 @@ class LoihiTarget(Target):
     def lower(self, program: Program, out_dir: Path, ctx: PassContext) -> Lowered:
         from .emulator import Emulator
         from .graph import analyze, resource_counts
-        from .lowering import LoweringOptions, plan_network
+        from .lowering import plan_network
         from .netlist import read_netx, write_netx
         from .nir_io import DT, NirUnsupported, write_nir
 
         assert ctx.config is not None
-        options = LoweringOptions.from_config(ctx.config.options_for_target())
+        options = self.target_options(ctx.config)
         analysis = analyze(program)
         if analysis.violations:
             raise ConstraintViolation(
@@ -152,6 +159,18 @@ class LoihiTarget(Target):
         if calib_x is not None:
             report["calibration_check"] = _compare(program, emulator, calib_x, calib_y, ctx.calib.name)  # type: ignore[union-attr]
         return Lowered(files=files, report=report)
+
+    def summary(self, report: dict[str, Any]) -> list[str]:
+        tr = report.get("target_report", {})
+        lines = [
+            f"{row['layer']}: {row['type']} {row['in_shape']}->{row['out_shape']}, "
+            f"{row['effective_weight_bits']}-bit weights ({row['grid']}), vThMant {row['vThMant']}, "
+            f"iDecay {row['iDecay']}, vDecay {row['vDecay']}, weight error {row['weight_rel_rms_error']:.2%}"
+            for row in tr.get("layers", [])
+        ]
+        encoder = (tr.get("encoder") or {}).get("kind", "direct")
+        lines.append(f"T = {tr.get('timesteps')}, input {encoder}-coded spikes")
+        return lines
 
     # ---- execute --------------------------------------------------------------------------------
     def session(

@@ -40,7 +40,14 @@ from torch import fx, nn
 from edgec.errors import first_line
 from edgec.layers import ACTIVATION_OPS, ACTIVATIONS, BATCHNORM_OPS, POOLS, SOFTMAX, SOFTMAX_OPS
 from edgec.program import Program
-from edgec.snn import CubaLIF, TimeDistributed, is_binary_encoder, is_spiking_neuron, run_model
+from edgec.snn import (
+    NEURON_TYPES,
+    CubaLIF,
+    TimeDistributed,
+    is_binary_encoder,
+    is_spiking_neuron,
+    run_model,
+)
 from edgec.target import Violation
 
 from .netlist import conv_out_shape
@@ -90,6 +97,8 @@ _BN_FN = BATCHNORM_OPS
 _SHAPE_FN = {"view", "reshape", "permute", "transpose", "t", "expand", "squeeze", "unsqueeze", "size", "dim"}
 
 HINTS = {
+    "exported-snn": "compile the spiking model itself, not its export: the module in Python "
+    "(edgec.compile(model, input_shape=...)), or its state_dict with --arch NAME",
     "not-spiking": "build it from edgec.snn layers (a CubaLIF after every nn.Linear / nn.Conv2d) and train "
     "it (see edgec.models.snn); ANN-to-SNN conversion is not part of edgec yet",
     "avgpool": "use a strided Conv2d (stride = pool size, weights 1/k^2) or a pooling synapse: lava-dl "
@@ -198,9 +207,16 @@ class _Walker:
         self.td_inner = {id(m.module) for m in program.module.modules() if isinstance(m, TimeDistributed)}
 
     def add(
-        self, layer: str, rule: str, detail: str, hint_key: str | None = None, *, verified: bool = True
+        self,
+        layer: str,
+        rule: str,
+        detail: str,
+        hint_key: str | None = None,
+        *,
+        verified: bool = True,
+        kind: str = "",
     ) -> None:
-        self.rows.append(Violation(layer, rule, detail, HINTS.get(hint_key or rule, ""), verified))
+        self.rows.append(Violation(layer, rule, detail, HINTS.get(hint_key or rule, ""), verified, kind))
 
     # shapes of every leaf module's input / output in one real forward pass (per sample, no T / B)
     def record_shapes(self) -> None:
@@ -230,6 +246,18 @@ def analyze(program: Program) -> Analysis:
     input_shape = program.input_shape
     out = Analysis(input_shape=input_shape)
     w = _Walker(program)
+    exported = _exported_neurons(module) if program.kind != "snn" else []
+    if exported:
+        graph: Any = module.graph
+        ops = sum(1 for n in graph.nodes if n.op == "call_function")
+        w.add(
+            "(model)",
+            "exported-snn",
+            f"a spiking network ({', '.join(exported)}) saved with torch.export: the export unrolled its "
+            f"time loop into {ops} graph operations, which are no longer layers Loihi can map",
+        )
+        out.violations = w.rows
+        return out
     if program.kind != "snn":
         w.add(
             "(model)",
@@ -269,6 +297,20 @@ def analyze(program: Program) -> Analysis:
     return out
 
 
+def _exported_neurons(module: nn.Module) -> list[str]:
+    """Neuron classes (edgec.snn's) an exported graph's nodes came from, by its nn_module_stack."""
+    if not isinstance(module, fx.GraphModule):
+        return []
+    wanted = {f"{t.__module__}.{t.__qualname__}": t.__name__ for t in NEURON_TYPES}
+    found: dict[str, None] = {}
+    for node in module.graph.nodes:
+        for _, cls in (node.meta.get("nn_module_stack") or {}).values():
+            name = cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
+            if name in wanted:
+                found[wanted[name]] = None
+    return list(found)
+
+
 def _classify(node: fx.Node, root: nn.Module, w: _Walker) -> tuple[str, nn.Module | None, str]:
     """Role of one fx node: synapse | neuron | flatten | '' (pass-through); adds violation rows."""
     if node.op == "call_module":
@@ -283,44 +325,48 @@ def _classify(node: fx.Node, root: nn.Module, w: _Walker) -> tuple[str, nn.Modul
     tensor_args = [a for a in node.args if isinstance(a, fx.Node)]
     if node.target in _MERGE_FN or fn in _MERGE_NAMES:
         if len(tensor_args) >= 2 and fn.lstrip("i").rstrip("_") in ("add", "sub"):
-            w.add(label, "residual-add", f"{fn} merges two branches of the graph")
+            w.add(label, "residual-add", f"{fn} merges two branches of the graph", kind=fn)
         elif len(tensor_args) >= 2:
-            w.add(label, "unsupported-op", f"elementwise {fn} of two branches (gating)", "residual-add")
+            w.add(
+                label, "unsupported-op", f"elementwise {fn} of two branches (gating)", "residual-add", kind=fn
+            )
         else:
-            w.add(label, "unsupported-op", f"elementwise {fn} with a constant", "unsupported-layer")
+            w.add(label, "unsupported-op", f"elementwise {fn} with a constant", "unsupported-layer", kind=fn)
         return "", None, label
     if fn in _CAT_NAMES:
-        w.add(label, "concat", f"{fn} joins {len(tensor_args) or 'several'} tensors")
+        w.add(label, "concat", f"{fn} joins {len(tensor_args) or 'several'} tensors", kind=fn)
         return "", None, label
     if fn in _POOL_FN:
-        w.add(label, "pooling", f"{fn}", "maxpool" if "max" in fn else "avgpool")
+        w.add(label, "pooling", f"{fn}", "maxpool" if "max" in fn else "avgpool", kind=fn)
         return "", None, label
     if fn in _ACT_FN:
-        w.add(label, "non-spiking-activation", f"{fn}", "activation")
+        w.add(label, "non-spiking-activation", f"{fn}", "activation", kind=fn)
         return "", None, label
     if fn in _PASS_NAMES or fn.startswith("_guards"):
         return "", None, label
     if fn in _BN_FN:
-        w.add(label, "batchnorm", fn)
+        w.add(label, "batchnorm", fn, kind=fn)
         return "", None, label
     if fn == "mean" and not w.snn:
-        w.add(label, "pooling", "mean over the spatial axes (global average pooling)", "avgpool")
+        w.add(label, "pooling", "mean over the spatial axes (global average pooling)", "avgpool", kind=fn)
         return "", None, label
     if fn in _SYNAPSE_FN:
         if w.snn:
-            w.add(label, "unsupported-op", f"{fn} as a function call", "unsupported-layer")
+            w.add(label, "unsupported-op", f"{fn} as a function call", "unsupported-layer", kind=fn)
         return "", None, label
     if fn == "flatten":
         start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
         end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
         if w.snn and (start != 2 or end != -1):
-            w.add(label, "flatten", f"flatten(start_dim={start}, end_dim={end}) on time-major input")
+            w.add(label, "flatten", f"flatten(start_dim={start}, end_dim={end}) on time-major input", kind=fn)
         return ("flatten" if w.snn else ""), None, label
     if fn in _SHAPE_FN or fn in ("getattr", "getitem"):
         if w.snn and fn in ("view", "reshape"):
-            w.add(label, "unsupported-op", f"Tensor.{fn} (shape changes other than flatten)", "flatten")
+            w.add(
+                label, "unsupported-op", f"Tensor.{fn} (shape changes other than flatten)", "flatten", kind=fn
+            )
         return "", None, label
-    w.add(label, "unsupported-op", f"{node.op} {fn}", "unsupported-layer")
+    w.add(label, "unsupported-op", f"{node.op} {fn}", "unsupported-layer", kind=fn)
     return "", None, label
 
 
@@ -329,7 +375,7 @@ def _classify_module(name: str, m: nn.Module, w: _Walker) -> str:
     if isinstance(m, CubaLIF):
         return "neuron"
     if is_spiking_neuron(m) or _foreign(m):
-        w.add(name, "unsupported-neuron", f"{type(m).__module__}.{kind}")
+        w.add(name, "unsupported-neuron", f"{type(m).__module__}.{kind}", kind=kind)
         return ""
     if isinstance(m, (nn.Linear, nn.Conv2d)) and not isinstance(m, nn.LazyLinear):
         return "synapse"
@@ -337,16 +383,19 @@ def _classify_module(name: str, m: nn.Module, w: _Walker) -> str:
         start = m.start_dim - (0 if id(m) in w.td_inner else 1) if w.snn else m.start_dim
         if w.snn and (start != 1 or m.end_dim != -1):
             w.add(
-                name, "flatten", f"Flatten(start_dim={m.start_dim}, end_dim={m.end_dim}) on time-major input"
+                name,
+                "flatten",
+                f"Flatten(start_dim={m.start_dim}, end_dim={m.end_dim}) on time-major input",
+                kind=kind,
             )
         return "flatten" if w.snn else ""
     if isinstance(m, _PASS):
         return ""
     if isinstance(m, _POOL):
-        w.add(name, "pooling", kind, "maxpool" if "Max" in kind else "avgpool")
+        w.add(name, "pooling", kind, "maxpool" if "Max" in kind else "avgpool", kind=kind)
         return ""
     if isinstance(m, _ACT):
-        w.add(name, "non-spiking-activation", kind, "activation")
+        w.add(name, "non-spiking-activation", kind, "activation", kind=kind)
         return ""
     if isinstance(m, _NORM):
         w.add(
@@ -354,9 +403,10 @@ def _classify_module(name: str, m: nn.Module, w: _Walker) -> str:
             "batchnorm" if "BatchNorm" in kind else "unsupported-layer",
             kind,
             "batchnorm" if "BatchNorm" in kind else "unsupported-layer",
+            kind=kind,
         )
         return ""
-    w.add(name, "unsupported-layer", kind)
+    w.add(name, "unsupported-layer", kind, kind=kind)
     return ""
 
 

@@ -67,35 +67,12 @@ from .netlist import (
     Layer,
     Netlist,
 )
+from .options import MAX_BITS, MIN_BITS, LoweringOptions
 
 log = logging.getLogger(__name__)
 
-MIN_BITS, MAX_BITS = 2, 8
 CLIP_CANDIDATES = (1.0, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6)
 _GRID_ATOL = 1e-3  # |W/s - round(W/s)| for weights that already lie on a grid (float32 rounding ~1e-5)
-
-
-@dataclass(frozen=True)
-class LoweringOptions:
-    """``[target.loihi]`` options of edgec.toml (CompileConfig.target_options)."""
-
-    weight_bits: int = 8  # width for layers that declare none and are not already on a grid
-    calibrate: bool = True  # choose per-layer clipping on calibration data when there is some
-
-    @classmethod
-    def from_config(cls, options: dict[str, Any]) -> LoweringOptions:
-        from edgec.errors import UsageError
-
-        unknown = set(options) - {"weight_bits", "calibrate"}
-        if unknown:
-            raise UsageError(
-                f"unknown [target.loihi] option(s): {', '.join(sorted(unknown))}",
-                hint="known: weight_bits (2..8), calibrate (true/false)",
-            )
-        bits = int(options.get("weight_bits", 8))
-        if not MIN_BITS <= bits <= MAX_BITS:
-            raise UsageError(f"[target.loihi] weight_bits must be 2..8 (Loihi weights are 8-bit), got {bits}")
-        return cls(weight_bits=bits, calibrate=bool(options.get("calibrate", True)))
 
 
 @dataclass

@@ -32,14 +32,17 @@ def get_pass(name: str, **options: Any) -> Pass:
     if name not in PASSES:
         raise UsageError(f"unknown pass '{name}'", hint=f"choose from: {', '.join(pass_names())}")
     module, _, cls_name = PASSES[name].partition(":")
-    cls = getattr(importlib.import_module(module), cls_name)
+    cls: Any = getattr(importlib.import_module(module), cls_name)
+    if isinstance(cls, type) and dataclasses.is_dataclass(cls):  # each option checked against its type
+        from edgec.options import check_fields
+
+        made: Pass = check_fields(cls, options, f"pass '{name}'")  # type: ignore[assignment]
+        return made
     try:
-        return cls(**options)
+        made = cls(**options)
+        return made
     except TypeError as exc:
-        fields = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
-        raise UsageError(
-            f"bad options for pass '{name}': {exc}", hint=f"its options are: {', '.join(fields) or 'none'}"
-        ) from None
+        raise UsageError(f"bad options for pass '{name}': {exc}") from None
 
 
 __all__ = ["PASSES", "Pass", "PassContext", "PassManager", "PassResult", "get_pass", "pass_names"]

@@ -57,6 +57,9 @@ class Pass(ABC):
     name: ClassVar[str]
     #: data the pass needs from its context: "calibration" and/or "training"
     needs: ClassVar[frozenset[str]] = frozenset()
+    #: run before the target's own preparation passes (a pass that must see BatchNorm before a
+    #: target folds it); recipe passes otherwise run after them, in the recipe's order
+    before_target: ClassVar[bool] = False
 
     def config(self) -> dict[str, Any]:
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
