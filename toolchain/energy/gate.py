@@ -169,7 +169,8 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
         p = p / "report.json"
     if not p.is_file():
         raise UsageError(
-            f"baseline '{path}' does not exist", hint="write one with `edgec report MODEL -o base.json`"
+            f"baseline '{path}' does not exist",
+            hint="write one with `edgec report MODEL --baseline FILE --update`",
         )
     try:
         doc = json.loads(p.read_text())
@@ -180,7 +181,7 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     if not isinstance(doc.get("energy"), dict):
         raise UsageError(
             f"baseline '{p}' has no energy section",
-            hint="regenerate it with `edgec report MODEL --format json`",
+            hint="regenerate it with `edgec report MODEL --baseline FILE --update`",
         )
     return doc
 
