@@ -93,14 +93,14 @@ MODULES = [
         "targets/loihi/lowering.py",
         (),
         ("tests/test_loihi.py", SURVIVORS),
-        "weight or grid or lower or pruned or quantization or within",
+        "weight or grid or lower or pruned or quantization or within or threshold",
     ),
     Module(
         "loihi emulator",
         "targets/loihi/emulator.py",
         (),
         ("tests/test_loihi.py", SURVIVORS),
-        "emulat or kernel or netx or convolution or batch",
+        "emulat or kernel or netx or convolution or batch or wrap",
     ),
     Module(
         "cpu session",

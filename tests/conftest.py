@@ -39,7 +39,7 @@ _CACHE_OWNER = "EDGEC_TEST_CACHE_OWNER"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addini("timeout_slow", "pytest-timeout limit (s) for tests marked slow", default="600")
+    parser.addini("timeout_slow", "pytest-timeout limit (s) for tests marked slow", default="900")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

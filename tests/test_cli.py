@@ -175,6 +175,7 @@ def test_run_rejects_wrong_input_shape(cli, digits_fp32, tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((2, 3, 8, 8), np.float32))
     res = cli("run", digits_fp32, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
     assert res.exit_code == 3 and "shape (2, 3, 8, 8)" in res.stderr
+    assert "takes [N, 1, 8, 8]" in res.stderr  # what it expects, without the batch twice
     assert not (tmp_path / "y.npy").exists()
 
 

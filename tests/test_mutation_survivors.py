@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import edgec
 from edgec.data import from_arrays
 from edgec.energy.analyze import count_program
 from edgec.program import Program
@@ -85,7 +86,9 @@ def _pairs_same(x: torch.Tensor, w: torch.Tensor, dilation: int) -> tuple[int, i
     return pairs, taps
 
 
-@pytest.mark.parametrize(("kernel", "dilation"), [(3, 2), (4, 1)], ids=["odd-dilated", "even-asymmetric"])
+@pytest.mark.parametrize(
+    ("kernel", "dilation"), [(3, 1), (5, 2), (4, 1)], ids=["odd", "odd-dilated", "even-asymmetric"]
+)
 def test_same_padding_sops_and_dense_equal_brute_force(kernel, dilation):
     """activity.py:89 (the 'same' padding d*(k-1)//2 -> -2 or >>2) and :113 (batch = shape[1]): exact
     and boundary-aware dense counts of padding='same' convolutions, batch != channels."""
@@ -155,16 +158,18 @@ def test_neurons_returning_spikes_and_state_count_the_spikes():
     net = TupleNet().eval()
     with torch.no_grad():
         net.fc.weight.copy_(torch.randn(8, 6))
-        net.fc.weight[:, :3] = 0.0
+        net.fc.weight[:, :2] = 0.0
     x = torch.rand(4, 6)
-    x[:, 3:] = 0.0  # inputs 3..5 silent; weights of 0..2 zero: half the neurons' inputs are exactly 0
-    x[0] = 0.0
+    x[:, 4:] = 0.0  # inputs 4, 5 silent, weights of 0, 1 zero: only inputs 2, 3 drive the neurons
+    x[0] = 0.0  # and the first sample drives nothing
     program = Program(module=net, example_input=x[:1], kind="snn", timesteps=1, encoder={"kind": "direct"})
     data = from_arrays(x.numpy())
     counts = count_program(program, data, samples=4)
     (row,) = [r for r in counts.layers if r.name == "lif"]
     with torch.no_grad():
         current = net.fc(x)
+    assert (current == 0).any() and (current != 0).any()
+    assert (current > 0.5).any() and ((current != 0) & (current <= 0.5)).any()  # spikes != non-zero
     assert row.spikes == pytest.approx(float((current > 0.5).sum()) / 4)
     assert row.active_neuron_updates == pytest.approx(float((current != 0).sum()) / 4)
     assert row.neuron_updates == 8
@@ -338,3 +343,104 @@ def test_emulator_takes_float_and_integer_spikes_and_records_neuron_layers_only(
         np.testing.assert_array_equal(emu.run(x.astype(dtype)), want)
     assert len(rec) == len(net.compute_layers) == 3
     assert [r.shape[2:] for r in rec] == [la.out_shape for la in net.compute_layers]
+
+
+# ---- the energy gate (toolchain/energy/gate.py) --------------------------------------------------------
+def _report(name: str = "m", energy: float = 1e-6, table: str = "cmos45-fp32@1", macs: int = 1000) -> dict:
+    return {
+        "schema_version": 1,
+        "target": "cpu",
+        "program": {"name": name},
+        "energy": {
+            "headline": {"energy_j": energy, "source": "estimate", "table": table},
+            "totals": {"macs": macs, "params": 10},
+            "workload": {"data": None, "samples": 1},
+        },
+    }
+
+
+def test_gate_max_increase_must_be_a_finite_percentage_of_zero_or_more():
+    """gate.py parse_max_increase (`not finite or < 0` -> `and`): -5% and inf are usage errors."""
+    from edgec.energy.gate import parse_max_increase
+    from edgec.errors import UsageError
+
+    assert parse_max_increase("5%") == pytest.approx(0.05) and parse_max_increase("0") == 0.0
+    for bad in ("-5%", "inf", "nan", "five"):
+        with pytest.raises(UsageError, match="max-increase"):
+            parse_max_increase(bad)
+
+
+def test_gate_notes_another_model_and_another_energy_basis():
+    """gate.py compare (`cur_name != base_name` -> not; same_basis `==` -> `is not`): a baseline of
+    another model is named in the notes; energy priced by another table is not compared, and says so;
+    the same model and table give no note and compare energy."""
+    from edgec.energy.gate import compare
+
+    same = compare(_report(), _report(), max_increase=0.05)
+    assert same.passed and same.notes == [] and "energy_j" in {d.metric for d in same.deltas}
+    assert same.summary().startswith("every count equals")
+    other = compare(_report(name="a"), _report(name="b"), max_increase=0.05)
+    assert other.notes == ["the baseline is for model 'b', this report for 'a'"]
+    basis = compare(_report(table="cmos45-int8@1", energy=9.0), _report(), max_increase=0.05)
+    assert "energy_j" not in {d.metric for d in basis.deltas} and basis.passed
+    assert any(n.startswith("energy not compared") for n in basis.notes)
+
+
+def test_gate_from_a_zero_baseline():
+    """gate.py (`b > 0` / `c > 0` edge): energy from zero is a regression when it appears, not when it
+    stays zero; a count that leaves zero is a change."""
+    from edgec.energy.gate import compare
+
+    zero = compare(_report(energy=0.0, macs=0), _report(energy=0.0, macs=0), max_increase=0.05)
+    assert zero.passed and all(d.change == 0.0 for d in zero.deltas if d.metric in ("energy_j", "macs"))
+    grew = compare(_report(energy=1e-9, macs=0), _report(energy=0.0, macs=0), max_increase=0.05)
+    assert not grew.passed and [d.metric for d in grew.regressions] == ["energy_j"]
+    fell = compare(_report(energy=0.0, macs=0), _report(energy=1e-9, macs=0), max_increase=0.05)
+    assert fell.passed  # energy may fall
+
+
+# ---- Loihi lowering (targets/loihi/lowering.py) --------------------------------------------------------
+def _one_dense_snn(threshold: float):
+    import numpy as np
+
+    from edgec.snn import CubaLIF
+
+    fc = nn.Linear(64, 10, bias=False)
+    with torch.no_grad():
+        fc.weight.copy_(torch.from_numpy(np.random.default_rng(0).uniform(-0.01, 0.01, (10, 64))))
+    return nn.Sequential(nn.Flatten(2), fc, CubaLIF(threshold=threshold))
+
+
+def test_a_threshold_beyond_17_bits_coarsens_the_weight_grid(tmp_path):
+    """lowering.py:182 / 185 (`sigma * mult` -> `<<`, the grid's note `+` -> `*`): a threshold 5000x the
+    largest weight does not fit vThMant on the weights' own grid; the lowering coarsens the scale so it
+    does, keeps the threshold exact and says so. Also :261 (dv_error `-` -> `+`) and :269 (the 24-bit
+    headroom ratio `1 << 23` -> `1 | 23`), by hand from the stored integers."""
+    import numpy as np
+
+    from edgec.targets.loihi.netlist import DECAY_UNITY, STATE_SHIFT, read_netx
+
+    snn = _one_dense_snn(threshold=50.0)
+    art = edgec.compile(snn, target="loihi", input_shape=(1, 1, 8, 8), out=tmp_path / "a")
+    (row,) = art.report["target_report"]["layers"]
+    assert row["grid"].endswith("coarsened for the threshold / bias range")
+    assert 131000 < row["vThMant"] <= 2**17 - 1 and row["threshold_rel_error"] < 1e-6
+    assert row["netx_load"]["lossless"] and row["effective_weight_bits"] >= 2
+    lif = snn[2]
+    assert row["du_error"] == abs(round(float(lif.du) * DECAY_UNITY) / DECAY_UNITY - float(lif.du))
+    assert row["dv_error"] == abs(round(float(lif.dv) * DECAY_UNITY) / DECAY_UNITY - float(lif.dv)) < 1e-3
+    w = read_netx(art.file("network")).compute_layers[0].weight
+    worst = int(np.abs(w).sum(1).max()) << STATE_SHIFT
+    assert row["worst_input_vs_24bit_state"] == pytest.approx(worst / 2**23)
+
+
+def test_a_threshold_that_rounds_to_zero_is_refused_on_the_neuron(tmp_path):
+    """lowering.py:348 (`vth_mant < 1` -> `< 0`) and :372 (`neuron_name or name` -> `and`): vThMant 0
+    would make every positive voltage spike; compile refuses it (exit 4) naming the neuron module."""
+    from edgec.errors import ConstraintViolation
+
+    with pytest.raises(ConstraintViolation) as info:
+        edgec.compile(_one_dense_snn(1e-6), target="loihi", input_shape=(1, 1, 8, 8), out=tmp_path / "a")
+    (v,) = info.value.violations
+    assert (v.layer, v.rule) == ("2", "threshold-range") and "vThMant 0 outside" in v.detail
+    assert not (tmp_path / "a").exists()
