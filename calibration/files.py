@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import importlib
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgec.data import Dataset, from_arrays
+from edgec.data import Dataset, from_arrays, read_numpy
 from edgec.errors import DataError, UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -21,19 +20,15 @@ def load_array_file(path: Path) -> Dataset:
 
     Arrays are read with ``allow_pickle=False``: an object array is refused, never unpickled.
     """
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"cannot read '{path}' as a NumPy file: {exc}") from None
+    loaded = read_numpy(path)
     if isinstance(loaded, np.ndarray):
         return from_arrays(loaded, name=str(path))
-    with loaded as npz:
-        keys = list(npz.keys())
-        if not keys:
-            raise DataError(f"'{path}' holds no arrays")
-        x_key = "x" if "x" in keys else keys[0]
-        y = npz["y"] if "y" in keys and x_key != "y" else None
-        return from_arrays(npz[x_key], y, name=str(path))
+    keys = list(loaded)
+    if not keys:
+        raise DataError(f"'{path}' holds no arrays")
+    x_key = "x" if "x" in keys else keys[0]
+    y = loaded["y"] if "y" in keys and x_key != "y" else None
+    return from_arrays(loaded[x_key], y, name=str(path))
 
 
 #: ImageNet's per-channel statistics (torchvision's reference transforms): ``image_normalize imagenet``

@@ -130,9 +130,92 @@ def test_existing_output_needs_force(cli, files, tmp_path):
     (out / "keep.txt").write_text("user data")
     _fails(cli, ["compile", "zoo:digits-cnn", "-o", str(out)], 2, "already exists", "--force")
     assert (out / "keep.txt").read_text() == "user data"
-    res = cli("compile", "zoo:digits-cnn", "-o", str(out), "--force")
+    # --force replaces only an earlier edgec artifact: a folder with other files is never deleted
+    _fails(cli, ["compile", "zoo:digits-cnn", "-o", str(out), "--force"], 2, "holds other files (keep.txt)")
+    assert (out / "keep.txt").read_text() == "user data"
+    (out / "keep.txt").unlink()  # an empty folder holds nothing to lose
+    res = cli("compile", "zoo:digits-cnn", "-o", str(out))
     assert res.exit_code == 0, res.stderr
-    assert not (out / "keep.txt").exists() and (out / "model.onnx").is_file()
+    res = cli("compile", "zoo:digits-cnn", "-o", str(out), "--force")  # an earlier artifact: replaced
+    assert res.exit_code == 0, res.stderr
+    (out / "notes.txt").write_text("mine")  # the user added a file to the artifact: it is no longer ours
+    _fails(cli, ["compile", "zoo:digits-cnn", "-o", str(out), "--force"], 2, "holds other files (notes.txt)")
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("where", [".", "CWD", "..", "sub/.."])
+def test_force_never_replaces_the_working_directory(cli, tmp_path, monkeypatch, where):
+    """`edgec compile tab.pt2 -o . --force` deleted everything in the folder, the source model included,
+    set it to mode 0700 and left a `..tmp-*` folder (issue 15 item 1)."""
+    from user_models import save_export
+
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    model = save_export(torch.nn.Linear(6, 3).eval(), work / "tab.pt2", (6,))
+    (work / "notes.txt").write_text("my notes")
+    mode = work.stat().st_mode
+    monkeypatch.chdir(work / "sub" if where == ".." else work)
+    out = str(work) if where == "CWD" else where
+    _fails(cli, ["compile", str(model), "-o", out, "--force"], 2, "working directory", "-o out/model")
+    assert sorted(p.name for p in work.iterdir()) == ["notes.txt", "sub", "tab.pt2"]
+    assert (work / "notes.txt").read_text() == "my notes" and work.stat().st_mode == mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+
+
+def test_force_never_replaces_a_folder_holding_the_source_model(cli, tmp_path):
+    out = tmp_path / "art"
+    assert cli("compile", "zoo:digits-cnn", "-o", str(out)).exit_code == 0
+    from user_models import save_export
+
+    (out / "source").mkdir()
+    model = save_export(torch.nn.Linear(6, 3).eval(), out / "source" / "m.pt2", (6,))
+    _fails(cli, ["compile", str(model), "-o", str(out), "--force"], 2, "holds the source model")
+    assert model.is_file()
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o755), (0o077, 0o700), (0o002, 0o775)])
+def test_artifacts_keep_the_users_umask(cli, tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        res = cli("compile", "zoo:digits-cnn", "-o", str(tmp_path / "a"))
+    finally:
+        os.umask(old)
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "a").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "a" / "model.onnx").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "flip"])
+def test_damaged_artifact_says_which_file(cli, digits_fp32, loihi_mlp, tmp_path, damage):
+    """A deleted or truncated model.onnx / network.net was "internal error ... report it" in run, verify
+    and bench (issue 15 item 2): report.json's sha256 is checked on open, exit 3."""
+    import shutil
+
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((2, 1, 8, 8), np.float32))
+    for src, name in ((digits_fp32, "model.onnx"), (loihi_mlp, "network.net")):
+        art = tmp_path / f"{damage}-{src.name}"
+        shutil.copytree(src, art)
+        f = art / name
+        if damage == "delete":
+            f.unlink()
+        elif damage == "truncate":
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+        else:
+            blob = bytearray(f.read_bytes())
+            blob[len(blob) // 2] ^= 0x01
+            f.write_bytes(bytes(blob))
+        want = f"artifact damaged: {name}" + (" (model) is missing" if damage == "delete" else "")
+        if src == loihi_mlp and damage == "delete":
+            want = f"artifact damaged: {name} (network) is missing"
+        for args in (
+            ["verify", art],
+            ["bench", art, "--iterations", "2"],
+            ["run", art, "-i", x, "-o", tmp_path / "y.npy"],
+        ):
+            line = _fails(cli, [str(a) for a in args], 3, want)
+            assert damage == "delete" or "changed since compile" in line
+        assert not (tmp_path / "y.npy").exists()
 
 
 def test_output_path_that_cannot_be_created(cli, files):
@@ -329,3 +412,180 @@ def test_api_option_values_are_checked(tmp_path):
     with pytest.raises(UsageError, match="unknown option calib_sample="):
         edgec.compile("zoo:digits-cnn", calib_sample=16, out=tmp_path / "b")
     _assert_clean(tmp_path / "a")
+
+
+def test_fold_bn_without_running_statistics_is_a_model_error(cli, tmp_path):
+    """BatchNorm2d(track_running_stats=False) hit an assert: an internal error (issue 7 item 6)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4, track_running_stats=False), torch.nn.Flatten()
+    ).eval()
+    torch.save(model, tmp_path / "m.pt")
+    res = cli(
+        "compile", tmp_path / "m.pt", "--trust-pickle", "--input-shape", "1,1,6,6", "--pass", "fold-bn",
+        "-o", tmp_path / "o",
+    )  # fmt: skip
+    assert res.exit_code == 3, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "track_running_stats=False" in lines[0] and "'1'" in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_several_inputs_are_refused_plainly(cli, tmp_path):
+    """A forward(x, y) model got the circular advice "pass the model's real input shape with
+    --input-shape" (issue 15 item 7): one input is supported, and the error says what to do."""
+    from user_models import TwoInputs
+
+    torch.manual_seed(0)
+    m = TwoInputs().eval()
+    pt2 = tmp_path / "xy.pt2"
+    torch.export.save(torch.export.export(m, (torch.rand(1, 20), torch.rand(1, 10))), pt2)
+    ts = tmp_path / "xy.pt"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(m, (torch.rand(1, 20), torch.rand(1, 10))), ts)
+    for args in ([pt2], [ts, "--input-shape", "1,20"]):
+        res = cli("compile", *args, "-o", tmp_path / "o")
+        assert res.exit_code == 3, res.stderr
+        line = res.stderr.strip()
+        assert "takes 2 inputs (x, y)" in line and "one input tensor" in line and "wrap the model" in line
+        assert "--input-shape" not in line
+    import edgec
+
+    with pytest.raises(ModelError, match=r"takes 2 inputs \(x, y\)"):
+        edgec.compile(m, input_shape=(1, 20), out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+# ---- messages a user can act on (issue 15 item 14) --------------------------------------------------
+def test_run_input_files_say_what_is_wrong(cli, digits_fp32, tmp_path):
+    """`run --input data.npz` said "input has dtype <U1"; a garbage .npz "contains pickled data"."""
+    x = np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32)
+    np.savez(tmp_path / "data.npz", x=x, y=np.arange(3))
+    res = cli("run", digits_fp32, "--input", tmp_path / "data.npz", "--output", tmp_path / "y.npy")
+    assert res.exit_code == 0, res.stderr  # an .npz's x array is the input
+    np.savez(tmp_path / "two.npz", a=x, b=x)
+    _fails(
+        cli,
+        ["run", str(digits_fp32), "-i", str(tmp_path / "two.npz"), "-o", str(tmp_path / "z.npy")],
+        3,
+        "holds 2 arrays (a, b)",
+        "x",
+    )
+    (tmp_path / "garbage.npz").write_bytes(b"this is no numpy file at all\n")
+    line = _fails(
+        cli,
+        ["run", str(digits_fp32), "-i", str(tmp_path / "garbage.npz"), "-o", str(tmp_path / "z.npy")],
+        3,
+        "is not a NumPy .npy / .npz file",
+    )
+    assert "pickled" not in line
+    _fails(
+        cli,
+        [
+            "compile",
+            "zoo:digits-cnn",
+            "--quantize",
+            "int8",
+            "--calib",
+            str(tmp_path / "garbage.npz"),
+            "-o",
+            str(tmp_path / "c"),
+        ],
+        3,
+        "is not a NumPy .npy / .npz file",
+    )
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    _fails(
+        cli,
+        ["run", str(digits_fp32), "-i", str(tmp_path / "objects.npy"), "-o", str(tmp_path / "z.npy")],
+        3,
+        "holds Python objects",
+    )
+    assert not (tmp_path / "z.npy").exists() and not (tmp_path / "c").exists()
+
+
+def test_pickle_whose_class_cannot_be_imported_says_to_set_pythonpath(cli_proc, tmp_path):
+    """A pickled model whose class cannot be imported said only "No module named 'mysnn'"."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "mysnn.py").write_text(
+        "import torch\nclass Net(torch.nn.Module):\n"
+        "    def __init__(self):\n        super().__init__(); self.fc = torch.nn.Linear(4, 2)\n"
+        "    def forward(self, x):\n        return self.fc(x)\n"
+    )
+    import subprocess
+    import sys
+
+    code = "import torch, mysnn; torch.save(mysnn.Net().eval(), 'm.pt')"
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "lib", check=True, timeout=120)
+    args = [
+        "compile",
+        tmp_path / "lib" / "m.pt",
+        "--trust-pickle",
+        "--input-shape",
+        "1,4",
+        "-o",
+        tmp_path / "o",
+    ]
+    res = cli_proc(*args)
+    assert res.exit_code == 3, res.stderr
+    line = res.stderr.strip()
+    assert "'mysnn'" in line and "PYTHONPATH" in line and len(line.splitlines()) == 1
+    res = cli_proc(*args, env={"PYTHONPATH": str(tmp_path / "lib")})  # what the message says works
+    assert res.exit_code == 0, res.stderr
+
+
+# ---- image folders (issue 15 item 9) -------------------------------------------------------------------
+@pytest.fixture
+def image_folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    for cls in ("cat", "dog"):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)  # 64 x 48 RGB
+            Image.fromarray(pixels).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_image_folder_of_another_size_names_the_options(cli, image_folder, tmp_path):
+    from user_models import CNN_SHAPE, save_export, small_cnn
+
+    model = save_export(small_cnn(), tmp_path / "cnn.pt2", CNN_SHAPE)  # takes 3 x 16 x 16
+    args = ["compile", str(model), "--quantize", "int8", "--calib", str(image_folder)]
+    line = _fails(cli, [*args, "-o", str(tmp_path / "a")], 3, "is 64 x 48 pixels", "takes 16 x 16")
+    assert "--image-resize" in line and "--image-normalize imagenet" in line
+    _assert_clean(tmp_path / "a")
+    res = cli(
+        *args, "--image-resize", "crop", "--image-normalize", "imagenet", "-o", str(tmp_path / "b"), "--json"
+    )
+    assert res.exit_code == 0, res.stderr
+    import json
+
+    assert json.loads(res.stdout)["target_report"]["quantization"]["calibration_samples"] == 6
+
+
+def test_image_transforms_compute_what_the_docs_say(image_folder):
+    """crop: shorter side to 16 / 0.875 = 18.3 -> 18 pixels, centre 16 x 16; imagenet: (x - mean) / std."""
+    from PIL import Image
+
+    import edgec
+
+    data = edgec.open_dataset(
+        str(image_folder), input_shape=(3, 16, 16), images={"resize": "crop", "normalize": "imagenet"}
+    )
+    x, y = data.arrays()
+    assert x.shape == (6, 3, 16, 16) and list(y) == [0, 0, 0, 1, 1, 1]
+    with Image.open(image_folder / "cat" / "0.png") as img:
+        small = img.resize((24, 18), Image.Resampling.BILINEAR)  # 64 x 48 scaled by 18 / 48
+        crop = np.asarray(small.crop((4, 1, 20, 17)), dtype=np.float32) / 255.0
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    want = ((crop - mean) / std).transpose(2, 0, 1)
+    np.testing.assert_allclose(x[0], want, atol=1e-5)
+    fit = edgec.open_dataset(str(image_folder), input_shape=(1, 16, 16), images={"resize": "fit"})
+    g, _ = fit.arrays(1)
+    assert g.shape == (1, 1, 16, 16) and g.min() >= 0.0 and g.max() <= 1.0  # grey, [0, 1]

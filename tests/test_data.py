@@ -94,5 +94,8 @@ def test_bad_arrays(tmp_path):
     with pytest.raises(DataError, match="one per sample"):
         open_dataset(str(tmp_path / "lab.npz"))
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not really")
-    with pytest.raises(DataError, match="cannot read"):
+    with pytest.raises(DataError, match="truncated or not a NumPy file"):
         open_dataset(str(tmp_path / "junk.npz"))
+    (tmp_path / "text.npy").write_text("1, 2, 3\n")  # numpy would call it "pickled data"
+    with pytest.raises(DataError, match=r"is not a NumPy \.npy / \.npz file \(it starts with b'1, 2, '\)"):
+        open_dataset(str(tmp_path / "text.npy"))

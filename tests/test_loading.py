@@ -75,8 +75,11 @@ def test_verify_detects_changed_source_copy(digits_model, tmp_path):
     sd = torch.load(src, weights_only=True)
     sd["classifier.3.bias"] += 1
     torch.save(sd, src)
-    with pytest.raises(edgec.VerificationFailed, match="sha256"):
+    with pytest.raises(
+        edgec.DataError, match=r"artifact damaged: source/sd\.pt changed since compile"
+    ) as info:
         edgec.verify(art.path)
+    assert info.value.exit_code == 3
 
 
 def test_verify_fails_when_artifact_disagrees(digits_model, tmp_path):
@@ -91,6 +94,12 @@ def test_verify_fails_when_artifact_disagrees(digits_model, tmp_path):
         if arr.ndim == 2:  # scramble the classifier
             init.CopyFrom(numpy_helper.from_array(np.random.default_rng(0).permutation(arr), init.name))
     onnx.save(model, art.file("model"))
+    with pytest.raises(edgec.DataError, match=r"artifact damaged: model\.onnx changed since compile"):
+        edgec.verify(art.path)  # an edited file is caught on open
+    # a compiler bug would write a wrong model with a matching sha256: verify catches that too
+    rep = json.loads((art.path / "report.json").read_text())
+    rep["files"]["model"]["sha256"] = sha256_of(art.file("model"))
+    (art.path / "report.json").write_text(json.dumps(rep))
     with pytest.raises(edgec.VerificationFailed, match="disagrees"):
         edgec.verify(art.path)
 
@@ -187,3 +196,32 @@ def test_export_in_training_mode_is_refused(tmp_path, cli):
     res = cli("compile", path, "-o", tmp_path / "o")
     assert res.exit_code == 3
     assert "exported in training mode" in res.stderr and "m.eval()" in res.stderr
+
+
+# ---- the Python API (issue 15 item 13) -----------------------------------------------------------------
+def test_api_compiles_an_exported_program_and_verifies_an_in_memory_module(tmp_path):
+    """`edgec.compile(torch.export.export(...))` was a bare TypeError; after compiling a module in memory,
+    `edgec.verify(art)` said "no copy of its source model"; printing an Artifact dumped the report."""
+    from user_models import CNN_SHAPE, small_cnn
+
+    m = small_cnn()
+    ep = torch.export.export(m, (torch.rand(1, *CNN_SHAPE),))
+    art = edgec.compile(ep, out=tmp_path / "ep")
+    assert (
+        art.report["program"]["static_batch"] == 1 and art.report["program"]["source"]["format"] == "export"
+    )
+    x = np.random.default_rng(0).random((3, *CNN_SHAPE), dtype=np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(edgec.run(art, x)["output"], m(torch.from_numpy(x)).numpy(), atol=1e-4)
+    assert edgec.verify(art).passed
+    art = edgec.compile(m, input_shape=(1, *CNN_SHAPE), out=tmp_path / "mod")
+    assert edgec.verify(art).passed  # the Artifact compile returned knows its module
+    # a later session (the directory only): the module was saved as a torch.export program, no pickle
+    assert art.report["files"]["source_model"]["path"] == "source/model.pt2"
+    again = edgec.verify(str(tmp_path / "mod"))
+    assert again.passed and again.metrics["max_abs_error"] < 1e-4
+    text = repr(art)
+    assert text.startswith(f"Artifact('{tmp_path / 'mod'}', target='cpu'") and len(text) < 300
+    assert "files=['model', 'source_model']" in text
+    with pytest.raises(edgec.UsageError, match="cannot compile a dict"):
+        edgec.compile({"weights": 1}, out=tmp_path / "bad")

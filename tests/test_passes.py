@@ -231,3 +231,48 @@ def test_pass_options_are_type_checked():
         assert get_pass("scale", factor=2).config() == {"factor": 2.0}
     finally:
         del passes.PASSES["scale"]
+
+
+# ---- fold-bn on the formats the README recommends (issue 15 item 11, issue 7 item 6) ------------------
+@pytest.fixture(scope="module")
+def cnn_files(tmp_path_factory: pytest.TempPathFactory):
+    from user_models import CNN_SHAPE, save_data, save_export, save_torchscript, small_cnn
+
+    d = tmp_path_factory.mktemp("fold")
+    m = small_cnn()
+    return {
+        "module": m,
+        "export": save_export(m, d / "cnn.pt2", CNN_SHAPE),
+        "torchscript": save_torchscript(m, d / "cnn_ts.pt", CNN_SHAPE),
+        "data": save_data(d / "data.npz", CNN_SHAPE, n=8),
+    }
+
+
+def test_fold_bn_folds_an_exported_graph_from_the_cli(cli, cnn_files, tmp_path):
+    """`--pass fold-bn` reported {'folded': 0} on a .pt2 with Conv + BatchNorm: it folds the graph now."""
+    import json
+
+    out = tmp_path / "o"
+    res = cli("compile", cnn_files["export"], "--pass", "fold-bn", "-o", out, "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["passes"][-1]["stats"] == {"folded": 1}
+    program = load_program(str(cnn_files["export"]))
+    folded = PassManager([get_pass("fold-bn")]).run(program, PassContext())
+    ops = [str(n.target) for n in folded.module.graph.nodes if n.op == "call_function"]
+    assert "aten.batch_norm.default" not in ops and ops.count("aten.conv2d.default") == 2
+    assert "aten.batch_norm.default" in [str(n.target) for n in program.module.graph.nodes]  # input kept
+    x = torch.from_numpy(np.load(cnn_files["data"])["x"])
+    with torch.no_grad():
+        torch.testing.assert_close(folded.module(x[:1]), cnn_files["module"](x[:1]), atol=1e-5, rtol=1e-4)
+    assert cli("verify", out, "--data", cnn_files["data"]).exit_code == 0
+
+
+def test_fold_bn_on_torchscript_says_plainly_that_nothing_was_folded(cli, cnn_files, tmp_path):
+    import json
+
+    args = ["compile", cnn_files["torchscript"], "--input-shape", "1,3,16,16", "--pass", "fold-bn"]
+    res = cli(*args, "-o", tmp_path / "o", "--json")
+    assert res.exit_code == 0, res.stderr
+    stats = json.loads(res.stdout)["passes"][-1]["stats"]
+    assert stats["folded"] == 0 and stats["left"] == 1
+    assert "TorchScript" in stats["note"] and "torch.export .pt2" in stats["note"]

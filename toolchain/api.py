@@ -129,8 +129,10 @@ def compile(
     cfg = _config(config, options)
     progress = progress or NullProgress()
     out_dir = Path(out) if out is not None else Path("edgec-out") / f"{_model_stem(model)}-{cfg.target}"
-    check_output_dir(out_dir, force=force)  # fail before any work
+    protect = _source_paths(model)
+    check_output_dir(out_dir, force=force, protect=protect)  # fail before any work
     tgt, program, cfg = _prepare(model, cfg)
+    source = program
     passes = pipeline(tgt, program, cfg)
     ctx = _context(cfg, program, tgt, passes, progress)
     calib_data = ctx.calib
@@ -142,12 +144,12 @@ def compile(
             violations,
             hint="see the table; `edgec check` prints it without compiling",
         )
-    with ArtifactWriter(out_dir, force=force) as tmp:
+    with ArtifactWriter(out_dir, force=force, protect=protect) as tmp:
         stage_start = time.perf_counter()
         lowered = tgt.lower(program, tmp, ctx)
         lower_s = time.perf_counter() - stage_start
         energy = tgt.estimate_energy(program, calib_data, cfg)
-        source_files = _record_source(program, tmp)
+        source_files = _record_source(source, tmp)
         report = build_report(
             program,
             target=tgt.name,
@@ -158,7 +160,9 @@ def compile(
             stages={"lower_s": round(lower_s, 3), "total_s": round(time.perf_counter() - started, 3)},
         )
         _write_reports(tmp, report)
-    return Artifact.open(out_dir)
+    art = Artifact.open(out_dir)
+    art.source = source  # verify in this session compares with the very model compiled
+    return art
 
 
 @takes(CompileConfig, ReportOptions)
@@ -233,6 +237,13 @@ def _write_reports(out: Path, report: Report) -> None:
         (out / "report.html").write_text(render_html(report))
 
 
+def _source_paths(model: Any) -> tuple[Path, ...]:
+    """The user's model file, which no output directory may hold (--force never replaces it)."""
+    if isinstance(model, (str, Path)) and not str(model).startswith("zoo:"):
+        return (Path(model),)
+    return ()
+
+
 def _model_stem(model: Any) -> str:
     if isinstance(model, str) and model.startswith("zoo:"):
         return model[4:]
@@ -242,14 +253,45 @@ def _model_stem(model: Any) -> str:
 
 
 def _record_source(program: Program, out: Path) -> dict[str, str]:
-    """Copy the source model file into the artifact (verify reloads it; its sha256 is checked)."""
+    """Copy the source model file into the artifact (verify reloads it; its sha256 is checked).
+
+    A model given in memory (an ``nn.Module`` or ExportedProgram) is saved as a ``torch.export``
+    program (batch dynamic where it exports so), pickle-free, so a later ``edgec verify`` has it too;
+    a spiking model or one torch.export cannot take is not saved (verify it in the same session).
+    """
     if program.source.path is None:
-        return {}
+        return _save_in_memory(program, out)
     src = Path(program.source.path)
     (out / "source").mkdir()
     dest = out / "source" / src.name
     shutil.copyfile(src, dest)
     return {"source_model": f"source/{src.name}"}
+
+
+def _save_in_memory(program: Program, out: Path) -> dict[str, str]:
+    if program.source.format not in ("module", "export") or program.kind != "ann":
+        return {}
+    import torch
+
+    from edgec.errors import first_line
+    from edgec.snn import inference
+
+    x = program.example_input
+    batch = {0: torch.export.Dim("batch")} if program.static_batch is None else None
+    errors = []
+    for dynamic in ((batch,), None) if batch is not None else (None,):
+        try:
+            with inference(program.module):
+                ep = torch.export.export(program.module, (x,), dynamic_shapes=dynamic)
+            break
+        except Exception as exc:
+            errors.append(first_line(exc))
+    else:
+        log.warning("the in-memory model is not saved in the artifact (torch.export: %s)", errors[-1])
+        return {}
+    (out / "source").mkdir()
+    torch.export.save(ep, out / "source" / "model.pt2")
+    return {"source_model": "source/model.pt2"}
 
 
 def _describe_files(root: Path, files: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -265,11 +307,17 @@ def source_program(artifact: Artifact, *, trust_pickle: bool = False) -> Program
     prog = rep["program"]
     src = SourceInfo(**prog["source"])
     shape = (1, *prog["input_shape"])
+    if artifact.source is not None:  # compiled in this session: the very program
+        return artifact.source
     if src.format == "zoo":
         model: Any = f"zoo:{src.arch}"
     else:
         if "source_model" not in rep["files"]:
-            raise UsageError(f"artifact '{artifact.path}' has no copy of its source model to verify against")
+            raise UsageError(
+                f"artifact '{artifact.path}' has no copy of its source model to verify against "
+                f"(it was compiled from a {src.format} in memory that could not be saved)",
+                hint="verify with the Artifact edgec.compile returned, in the same Python session",
+            )
         path = artifact.file("source_model")
         if sha256_of(path) != rep["files"]["source_model"]["sha256"]:
             raise VerificationFailed(

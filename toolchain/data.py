@@ -142,6 +142,46 @@ def validate_float_array(x: Any, name: str) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def read_numpy(path: Path) -> np.ndarray | dict[str, np.ndarray]:
+    """A ``.npy`` array or the arrays of a ``.npz`` (by name), read with ``allow_pickle=False``.
+
+    NumPy reads any file that is neither as a pickle and then says it "contains pickled data";
+    here a file that is no NumPy file says so, and an object array (which would need unpickling)
+    is refused as what it is.
+    """
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        raise DataError(f"cannot read '{path}': {exc.strerror}") from None
+    if not head.startswith(_NPY_MAGIC) and not head.startswith(_ZIP_MAGIC):
+        raise DataError(
+            f"'{path}' is not a NumPy .npy / .npz file (it starts with {head!r})",
+            hint="save arrays with np.save(path, x) or np.savez(path, x=x, y=y)",
+        )
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return loaded
+        with loaded as npz:
+            return {k: npz[k] for k in npz.files}
+    except ValueError as exc:
+        if "pickled" in str(exc) or "allow_pickle" in str(exc):
+            raise DataError(
+                f"'{path}' holds Python objects (an object array), not numbers; edgec never unpickles data",
+                hint="save the inputs as a float array, e.g. np.save(path, x.astype('float32'))",
+            ) from None
+        raise DataError(f"'{path}' is not a readable NumPy file: {exc}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"'{path}' is truncated or not a NumPy file ({exc})") from None
+
+
 def _import_ref(ref: str) -> Any:
     module, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module), attr)

@@ -126,8 +126,16 @@ def _load_torch_save(path: Path, *, trust_pickle: bool, arch: str | None) -> tup
     if obj is None:  # trusted pickle
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
+        except (ModuleNotFoundError, AttributeError) as exc:
+            missing = getattr(exc, "name", None) or str(exc)
+            raise ModelError(
+                f"cannot unpickle '{path}': the class of its model is defined in '{missing}', which Python "
+                "cannot import here",
+                hint="put the folder holding that module on PYTHONPATH (or run edgec from it); better, "
+                "save a torch.export .pt2, which needs no code to load",
+            ) from None
         except Exception as exc:
-            raise ModelError(f"cannot unpickle '{path}': {type(exc).__name__}: {exc}") from None
+            raise ModelError(f"cannot unpickle '{path}': {type(exc).__name__}: {first_line(exc)}") from None
         from torch import nn
 
         if isinstance(obj, nn.Module):

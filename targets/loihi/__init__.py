@@ -95,7 +95,8 @@ class LoihiTarget(Target):
         from .netlist import read_netx, write_netx
         from .nir_io import DT, NirUnsupported, write_nir
 
-        assert ctx.config is not None
+        if ctx.config is None:
+            raise UsageError("the Loihi target needs a compile configuration")
         options = self.target_options(ctx.config)
         analysis = analyze(program)
         if analysis.violations:

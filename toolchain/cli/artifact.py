@@ -106,35 +106,20 @@ def run_cmd(
 
 def _load_input(path: Path) -> Any:
     """The input array of ``edgec run``: a .npy, or the one array (or ``x``) of a .npz."""
-    import zipfile
-
-    import numpy as np
-
+    from edgec.data import read_numpy
     from edgec.errors import DataError
 
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        if "pickled" in str(exc):
-            raise DataError(
-                f"'{path}' holds Python objects (an object array), not numbers",
-                hint="save the inputs as a float array: np.save(path, x.astype('float32'))",
-            ) from None
-        raise DataError(f"'{path}' is not a NumPy .npy / .npz file: {exc}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"'{path}' is not a NumPy .npy / .npz file ({exc})") from None
-    if isinstance(loaded, np.ndarray):
+    loaded = read_numpy(path)
+    if not isinstance(loaded, dict):
         return loaded
-    with loaded as npz:
-        keys = list(npz.keys())
-        if "x" in keys:
-            return npz["x"]
-        if len(keys) == 1:
-            return npz[keys[0]]
-        raise DataError(
-            f"'{path}' holds {len(keys)} arrays ({', '.join(keys)}); edgec run takes one input",
-            hint="name the input array x (np.savez(path, x=...)) or give a .npy file",
-        )
+    if "x" in loaded:
+        return loaded["x"]
+    if len(loaded) == 1:
+        return next(iter(loaded.values()))
+    raise DataError(
+        f"'{path}' holds {len(loaded)} arrays ({', '.join(loaded)}); edgec run takes one input",
+        hint="name the input array x (np.savez(path, x=...)) or give a .npy file",
+    )
 
 
 @app.command("bench")
