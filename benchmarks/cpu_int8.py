@@ -67,6 +67,7 @@ def interleaved_ratios(
     rounds: int = 3,
     block: int = 20,
     settle: int = 5,
+    x: np.ndarray | None = None,
 ) -> list[tuple[float, float, float]]:
     """Per round: (median FP32 ms, median INT8 ms, ratio).
 
@@ -76,12 +77,13 @@ def interleaved_ratios(
     machine, which slows both blocks of a pair or one pair only, barely moves it. Blocks rather
     than single calls: ONNX Runtime's worker threads spin for a while after each call (its
     default, kept as users run it), and on two cores the other session's spinning threads slow
-    the calls that follow, so each block starts with ``settle`` untimed calls.
+    the calls that follow, so each block starts with ``settle`` untimed calls. ``x``: the input
+    batch (default: smooth random images of the model's input shape).
     """
     cpu = get_target("cpu")
     run = {"fp32": cpu.session(fp32, threads=threads), "int8": cpu.session(int8, threads=threads)}
-    shape = tuple(fp32.report["program"]["input_shape"])
-    x = synthetic_images(batch, shape, seed=1)
+    if x is None:  # smooth random images of the model's input shape
+        x = synthetic_images(batch, tuple(fp32.report["program"]["input_shape"]), seed=1)
     results = []
     for _ in range(rounds):
         times: dict[str, list[float]] = {"fp32": [], "int8": []}

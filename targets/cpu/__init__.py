@@ -8,7 +8,6 @@ calibration data, and reports what ONNX Runtime fused.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,11 +19,9 @@ from edgec.target import Lowered, NoOptions, Session, Target, Violation
 if TYPE_CHECKING:
     from edgec.artifact import Artifact
     from edgec.config import CompileConfig
-    from edgec.data import Dataset
     from edgec.onnxlib import ExportInfo
     from edgec.passes import PassContext
     from edgec.program import Program
-    from edgec.progress import Progress
 
 MODEL_FILE = "model.onnx"
 
@@ -89,7 +86,6 @@ class CpuTarget(Target):
         return data, info
 
     def lower(self, program: Program, out_dir: Path, ctx: PassContext) -> Lowered:
-        from edgec.onnxlib import U8S8, quantize_ptq
         from edgec.targets.cpu.fusion import float_ops, fusion_summary, optimized_op_counts
 
         config = ctx.config
@@ -108,16 +104,21 @@ class CpuTarget(Target):
                 raise UsageError(
                     "--quantize int8 needs calibration data", hint="pass --calib SRC (e.g. data.npz)"
                 )
+            from edgec.targets.cpu.int8 import quantize
+
             fp32 = out_dir / ".model_fp32.onnx"
             fp32.write_bytes(data)
-            samples = _Feeds(ctx.calib, program.input_shape, info.batch, config.calib_samples, ctx.progress)
-            stats = quantize_ptq(fp32, final, samples, U8S8, method=config.calib_method)
+            report["quantization"] = quantize(
+                fp32,
+                final,
+                ctx.calib,
+                program.input_shape,
+                info.batch,
+                method=config.calib_method,
+                limit=config.calib_samples,
+                progress=ctx.progress,
+            )
             fp32.unlink()
-            report["quantization"] = {
-                **stats.to_dict(),
-                "calibration_method": config.calib_method,
-                "calibration_samples": samples.count,
-            }
             report["precision"] = "int8"
         else:
             final.write_bytes(data)
@@ -147,6 +148,8 @@ class CpuTarget(Target):
         ``target_report.export.batch``) gets the samples in pieces of that size."""
         import onnxruntime as ort
 
+        from edgec.targets.cpu.session import run_batched
+
         self.resolve_backend(backend)
         so = ort.SessionOptions()
         so.log_severity_level = 3
@@ -169,51 +172,9 @@ class CpuTarget(Target):
                     f"input of shape {tuple(x.shape)} does not fit the artifact (expects [N, "
                     f"{', '.join(str(d) for d in inp.shape[1:])}])"
                 )
-            return dict(zip(names, _run_batched(sess, inp.name, x, fixed), strict=True))
+            return dict(zip(names, run_batched(sess, inp.name, x, fixed), strict=True))
 
         return run
-
-
-def _run_batched(sess: Any, name: str, x: np.ndarray, fixed: int | None) -> list[np.ndarray]:
-    """All outputs for ``x``; a graph with a fixed batch ``fixed`` gets ``x`` in pieces of that size
-    (the last one padded by repeating its last sample, the padding dropped again)."""
-    if fixed is None or len(x) == fixed:
-        return [np.asarray(o) for o in sess.run(None, {name: x})]
-    parts: list[list[np.ndarray]] = []
-    for start in range(0, len(x), fixed):
-        chunk = x[start : start + fixed]
-        real = len(chunk)
-        if real < fixed:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - real, axis=0)])
-        parts.append([np.asarray(o)[:real] for o in sess.run(None, {name: chunk})])
-    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
-
-
-class _Feeds:
-    """Calibration feed dicts for ORT: samples of ``data`` grouped in batches the graph takes."""
-
-    def __init__(
-        self, data: Dataset, shape: tuple[int, ...], batch: int | None, limit: int, progress: Progress
-    ) -> None:
-        self.data, self.shape, self.batch = data, shape, batch or 1
-        self.limit, self.progress = limit, progress
-        self.count = 0
-
-    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        from edgec.onnxlib import INPUT_NAME
-
-        buf: list[np.ndarray] = []
-        with self.progress.task("calibrating", total=self.limit) as task:
-            for x, _ in self.data.checked(self.shape, self.limit):
-                buf.append(x)
-                self.count += 1
-                task.advance()
-                if len(buf) == self.batch:
-                    yield {INPUT_NAME: np.stack(buf)}
-                    buf = []
-        if buf:  # a fixed batch the last samples do not fill: pad with the last sample
-            buf += [buf[-1]] * (self.batch - len(buf))
-            yield {INPUT_NAME: np.stack(buf)}
 
 
 def _refuse_if_nothing_fused(report: dict[str, Any]) -> None:

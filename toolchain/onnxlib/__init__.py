@@ -17,6 +17,8 @@ dtype and symmetry, weight dtype, per-channel axis, int32 bias on/off, which ops
 
 * :data:`U8S8`: uint8 asymmetric activations, int8 symmetric per-channel weights, int32 bias.
   The graph ONNX Runtime fuses into QLinearConv / QGemm / QLinearMatMul on x86 (the CPU target).
+* :data:`U8S8_ATTENTION`: U8S8 on Conv / Gemm / MatMul / Softmax only, for attention models
+  (their residual stream in uint8 costs accuracy).
 * :data:`S8S8`: int8 *symmetric* activations (zero-point 0), int8 symmetric per-channel weights
   (axis 0; 1 for ConvTranspose), no int32 bias Q/DQ: TensorRT's explicit-quantization rules (the
   Jetson target). On ORT's CPU kernels this graph runs slower than FP32: never use it for x86.
@@ -54,6 +56,7 @@ from edgec.onnxlib.qdq import (
     PRESETS,
     S8S8,
     U8S8,
+    U8S8_ATTENTION,
     QdqScheme,
     QdqStats,
     TensorQuant,
@@ -71,6 +74,7 @@ __all__ = [
     "PRESETS",
     "S8S8",
     "U8S8",
+    "U8S8_ATTENTION",
     "ExportInfo",
     "OnnxExportError",
     "QdqScheme",
