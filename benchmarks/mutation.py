@@ -85,8 +85,8 @@ MODULES = [
         "verify comparison",
         "toolchain/target.py",
         ("compare_outputs",),
-        ("tests/test_loading.py", "tests/test_smoke.py", "tests/test_cli.py", PROMISES),
-        "verify or accurate",
+        ("tests/test_loading.py", "tests/test_smoke.py", "tests/test_cli.py", PROMISES, SURVIVORS),
+        "verify or accurate or outputs",
     ),
     Module(
         "loihi lowering",
