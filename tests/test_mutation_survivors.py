@@ -227,8 +227,9 @@ def test_outputs_of_other_shapes_fail_either_way():
     for out, ref in ((a, b), (b, a), (np.zeros((4, 9)), a)):
         res = compare_outputs({"y": out}, {"y": ref}, None, min_agreement=0.98)
         assert not res.passed and "outputs differ" in res.summary
-    res = compare_outputs({"z": a}, {"y": a}, None, min_agreement=0.98)
-    assert not res.passed  # an output of another name
+    for name in ("z", "a"):  # an output of another name, sorting after or before the expected one
+        res = compare_outputs({name: a}, {"y": a}, None, min_agreement=0.98)
+        assert not res.passed and "outputs differ" in res.summary
 
 
 def test_non_class_outputs_pass_within_five_percent_of_the_reference_range():
@@ -246,7 +247,12 @@ def test_non_class_outputs_pass_within_five_percent_of_the_reference_range():
         res = compare_outputs({"y": out}, {"y": ref}, None, min_agreement=0.98)
         assert res.passed is ok, delta
         assert res.metrics["max_abs_error"] == pytest.approx(delta)
+        assert res.metrics["mean_abs_error"] == pytest.approx(delta / 12)
         assert f"(allowed {allowed:.3g})" in res.summary
+    # a reference of zeros: the tolerance is 5 % of 1, not of 0
+    zeros = np.zeros((12, 1))
+    assert compare_outputs({"y": zeros + 0.04}, {"y": zeros}, None, min_agreement=0.98).passed
+    assert not compare_outputs({"y": zeros + 0.06}, {"y": zeros}, None, min_agreement=0.98).passed
     # several outputs: each judged on its own, the verdict needs all
     spikes = np.zeros((12, 4))
     res = compare_outputs({"y": ref + 0.5, "s": spikes}, {"y": ref, "s": spikes}, None, min_agreement=0.98)
