@@ -386,7 +386,8 @@ def render(runs: dict[str, Any]) -> str:
     ]
     for label in labels:
         r = runs[label]
-        lines.append(f"- **{label}**: commit `{r['commit']}`, `{r['command']}`")
+        for command in r.get("commands", [r["command"]]):
+            lines.append(f"- **{label}**: commit `{r['commit']}`, `{command}`")
     head = " | ".join(f"{lb}: killed / scored (score)" for lb in labels)
     lines += ["", f"| module | mutants | {head} |", "|---|---:|" + "---:|" * len(labels)]
     names = list(dict.fromkeys(n for r in runs.values() for n in r["modules"]))
@@ -409,8 +410,9 @@ def render(runs: dict[str, Any]) -> str:
             note = f" [{', '.join(extra)}]" if extra else ""
             row.append(f"{killed} / {scored} ({m['score']:.0%}){note}")
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "## Test selection per module", ""]
-    for name, m in runs[labels[-1]]["modules"].items():
+    lines += ["", "## Test selection per module (the latest run of each)", ""]
+    latest = {n: m for r in runs.values() for n, m in r["modules"].items()}
+    for name, m in latest.items():
         lines.append(f"- {name}: `{m['tests']}` ({m['baseline_s']} s unmutated)")
     for label in labels:
         lines += ["", f"## Survivors, {label}", ""]
@@ -477,6 +479,9 @@ def main() -> None:
                 runs = json.loads(out.read_text()) if out.exists() else {}
                 entry = runs.setdefault(args.label, {"commit": commit, "command": command, "modules": {}})
                 entry.update(commit=commit, command=command, sample=args.sample, seed=args.seed)
+                entry.setdefault("commands", [])
+                if command not in entry["commands"]:
+                    entry["commands"].append(command)
                 entry["modules"][mod.name] = res
                 out.write_text(json.dumps(runs, indent=1) + "\n")
                 (RESULTS / "mutation.md").write_text(render(runs))

@@ -168,8 +168,24 @@ class CliResult:
     stderr: str
 
 
+class _StderrAtEmit(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is when a record arrives (the runner's, during an invoke)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(self.format(record) + "\n")
+
+
 def _invoke(*args: str) -> CliResult:
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    # as `edgec` itself (cli.main) does: log records of WARNING and up go to stderr, so an in-process
+    # run shows what a user sees whether or not pytest's logging capture holds the root logger
+    handler = _StderrAtEmit(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    finally:
+        root.removeHandler(handler)
     return CliResult(result.exit_code, result.stdout, result.stderr)
 
 
