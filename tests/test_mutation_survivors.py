@@ -450,3 +450,39 @@ def test_a_threshold_that_rounds_to_zero_is_refused_on_the_neuron(tmp_path):
     (v,) = info.value.violations
     assert (v.layer, v.rule) == ("2", "threshold-range") and "vThMant 0 outside" in v.detail
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a declared weight_scale lowers every weight to 0 ('a dense layer has only zero weights'): "
+    "lowering.py _grids returns _Grid(q, 0, weight_scale, ...) and build_layer stores q * mult = q * 0; "
+    "the multiplier of a declared grid should be 1 (stored q, sigma = weight_scale)",
+)
+def test_a_declared_weight_scale_is_used_exactly_or_refused(tmp_path):
+    """lowering.py:329 / 330 (the declared-scale check: `weight is not None` -> `is None`, `-` -> `%`):
+    a synapse declaring `weight_scale` gets exactly W / scale as its integers; a scale that does not
+    make the weights integers is refused (exit 4) instead of silently rounded."""
+    import numpy as np
+
+    from edgec.errors import ConstraintViolation
+    from edgec.snn import CubaLIF
+    from edgec.targets.loihi.netlist import read_netx
+
+    q = np.random.default_rng(1).integers(-100, 101, (10, 64))
+    for noise, ok in ((0.0, True), (0.3, False)):
+        fc = nn.Linear(64, 10, bias=False)
+        with torch.no_grad():
+            fc.weight.copy_(torch.from_numpy((q + noise) * 0.01))
+        fc.weight_scale = 0.01  # type: ignore[assignment]
+        snn = nn.Sequential(nn.Flatten(2), fc, CubaLIF(threshold=0.5))
+        out = tmp_path / f"n{noise}"
+        if ok:
+            art = edgec.compile(snn, target="loihi", input_shape=(1, 1, 8, 8), out=out)
+            (row,) = art.report["target_report"]["layers"]
+            assert row["grid"].startswith("declared weight_scale")
+            stored = read_netx(art.file("network")).compute_layers[0].weight
+            np.testing.assert_array_equal(stored, q * (stored[q != 0][0] // q[q != 0][0]))
+        else:
+            with pytest.raises(ConstraintViolation) as info:
+                edgec.compile(snn, target="loihi", input_shape=(1, 1, 8, 8), out=out)
+            assert any("not integers" in v.detail for v in info.value.violations)
