@@ -15,8 +15,8 @@ setup: $(VENV)/.edgec-installed
 $(STAMP): constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt "numpy<2" torch torchvision onnx onnxruntime onnxscript onnxoptimizer \
-		brevitas nncf typer rich h5py nir scikit-learn matplotlib scipy "networkx<=2.8.7" "asteval<0.10" \
+	$(PIP) install -q -c constraints.txt "numpy<2" torch torchvision onnx onnxruntime onnxscript \
+		brevitas nncf typer rich h5py nir scikit-learn safetensors matplotlib scipy "networkx<=2.8.7" "asteval<0.10" \
 		"opencv-python-headless<4.11" "pillow<11" pytest pytest-timeout pytest-xdist jsonschema ruff mypy
 	# lava-nc / lava-dl declare Requires-Python <3.11 and pin torch 2.3: install them without their deps.
 	$(PIP) install -q --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0

@@ -303,3 +303,37 @@ def test_json_stdout_stays_json_when_libraries_write_to_it(cli_proc, tmp_path):
     assert "native noise" in res.stderr and "python noise" in res.stderr and "raw noise" in res.stderr
     res = cli_proc("check", "zoo:digits-cnn", "--calib", "noisy:data", "--json", env=env)
     assert res.exit_code == 0 and json.loads(res.stdout)["ok"] is True
+
+
+def test_why_not_table_keeps_rule_names_whole_and_groups_repeats(cli):
+    """The table broke "non-spiking-activation" at 80 columns and had one row per unrolled op (454 rows for
+    an exported SNN); rule names stay whole, repeats are one row with a count, pipes get plain lines."""
+    import io
+
+    from rich.console import Console
+
+    import edgec
+    from edgec.cli.shell import print_violations
+    from edgec.target import Violation
+
+    _, rows = edgec.check("zoo:digits-cnn", target="loihi")
+    rows = rows + [
+        Violation(f"net.{i}.mul_{i}", "unsupported-op", "mul", "use a Linear", kind="mul") for i in range(40)
+    ]
+    screen = io.StringIO()
+    print_violations(rows, console=Console(file=screen, width=80, force_terminal=True, color_system=None))
+    text = screen.getvalue()
+    for rule in {r.rule for r in rows}:
+        assert rule in text, rule  # never folded across lines
+    assert text.count("unsupported-op x40") == 1
+    assert "47 finding(s) in 5 group(s)" in text
+    piped = io.StringIO()
+    print_violations(rows, console=Console(file=piped, width=80, force_terminal=False))
+    lines = piped.getvalue().splitlines()
+    assert (
+        lines[0].startswith("why not:")
+        and "- features.2, features.5, classifier.2: non-spiking-activation x3: ReLU" in lines
+    )
+    assert all(ln.startswith(("why not", "- ", "  what to do: ")) for ln in lines)
+    res = cli("check", "zoo:digits-cnn", "--target", "loihi")  # the CLI pipes its output: plain lines
+    assert res.exit_code == 4 and "- features.6: pooling: MaxPool2d" in res.stdout

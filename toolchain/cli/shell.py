@@ -234,10 +234,11 @@ def print_violations(violations: list[Violation], *, console: Console) -> None:
     title = f"why not: what the target cannot take ({len(violations)} finding(s)"
     title += f" in {len(groups)} group(s))" if len(groups) != len(violations) else ")"
     if not console.is_terminal:
-        console.print(title, highlight=False, markup=False)
+        plain = {"highlight": False, "markup": False, "soft_wrap": True}  # whole lines: logs wrap them
+        console.print(title, **plain)  # type: ignore[arg-type]
         for g in groups:
-            console.print(f"- {g.layers}: {g.rule}{g.suffix}: {g.detail}", highlight=False, markup=False)
-            console.print(f"  what to do: {g.hint}", highlight=False, markup=False)
+            console.print(f"- {g.layers}: {g.rule}{g.suffix}: {g.detail}", **plain)  # type: ignore[arg-type]
+            console.print(f"  what to do: {g.hint}", **plain)  # type: ignore[arg-type]
         return
     table = Table(title=title, show_lines=True)
     table.add_column("layer", overflow="fold", ratio=2)
