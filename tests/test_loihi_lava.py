@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -281,3 +283,80 @@ def test_fresh_networks_follow_the_buffered_emulator_step_for_step(loihi_cnn):
     lava = run_lava_fresh(loihi_cnn / "network.net", net, padded)
     assert lava.shape == (16 + net.latency + 2, 3, 10) and lava.any()
     np.testing.assert_array_equal(lava, Emulator(net).run(padded, buffered=True))
+
+
+# ---- Lava runs in a worker of its own, with a timeout (issue 7 item 3) -------------------------------
+def _group(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid`` (from /proc; zombies, already dead, left out: in a
+    container without an init their parent-less remains may wait to be reaped)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # state, ppid, pgrp, ...
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.fixture
+def lava_groups(monkeypatch):
+    """The worker process groups edgec ends, and how many processes each had at that moment."""
+    from edgec.targets.loihi import lava_backend
+
+    seen: list[tuple[int, int]] = []
+    original = lava_backend._end_group
+
+    def spy(worker):
+        seen.append((worker.pid, len(_group(worker.pid))))
+        original(worker)
+
+    monkeypatch.setattr(lava_backend, "_end_group", spy)
+    return seen
+
+
+def test_lava_runs_in_its_own_process_group_and_leaves_none_behind(loihi_mlp, lava_groups):
+    """Lava forks a process per process model; forked from the test process (torch's threads up) one
+    hung for 10 minutes. It runs in a spawned worker now; afterwards none of its processes remain."""
+    from edgec.targets.loihi.lava_backend import run_lava
+
+    net = read_netx(loihi_mlp / "network.net")
+    x, _ = edgec.open_dataset("builtin:digits:holdout").arrays(2)
+    spikes = encode_spikes(x, 16, {"kind": "rate", "gain": 1.0, "seed": 0})
+    out, _ = run_lava(loihi_mlp / "network.net", net, spikes)
+    np.testing.assert_array_equal(out, Emulator(net).run(spikes))
+    ((pgid, _),) = lava_groups
+    assert pgid != os.getpgid(0) and _group(pgid) == []
+    done = _run(  # a fresh interpreter: running in Lava imports no Lava into edgec's own process
+        "import sys, numpy as np\n"
+        "from edgec.targets.loihi.netlist import read_netx\n"
+        "from edgec.targets.loihi.lava_backend import run_lava\n"
+        f"net = read_netx({str(loihi_mlp / 'network.net')!r})\n"
+        "out, facts = run_lava(net_path := %r, net, np.zeros((16, 1, 1, 8, 8), np.uint8))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('lava')), facts['versions'])\n"
+        % str(loihi_mlp / "network.net")
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[] {'lava-nc': '0.10.0', 'lava-dl': '0.6.0'}"
+
+
+@pytest.mark.timeout(300)
+def test_a_stuck_lava_run_ends_with_a_clear_error_and_no_processes(
+    cli, loihi_mlp, tmp_path, lava_groups, monkeypatch
+):
+    """A Lava run past EDGEC_LAVA_TIMEOUT is stopped: every process Lava forked is ended, and the user gets
+    one line saying what happened and what to do (not a hang, not an internal error)."""
+    x = np.random.default_rng(0).random((4000, 1, 8, 8), dtype=np.float32)  # 64,000 steps: minutes in Lava
+    np.save(tmp_path / "x.npy", x)
+    monkeypatch.setenv("EDGEC_LAVA_TIMEOUT", "45")
+    started = time.monotonic()
+    res = cli("run", loihi_mlp, "-i", tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--backend", "lava")
+    assert res.exit_code == 1 and time.monotonic() - started < 120
+    line = res.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: Lava did not finish simulating 64002 steps") and "within 45 s" in line
+    assert "internal error" not in line and "--backend emulator" in line and "EDGEC_LAVA_TIMEOUT" in line
+    ((pgid, alive),) = lava_groups
+    assert alive >= 3  # the worker and the processes Lava had forked were running when it was stopped
+    assert _group(pgid) == []
+    assert not (tmp_path / "y.npy").exists()

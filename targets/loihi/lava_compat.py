@@ -153,15 +153,15 @@ class Lava:
 _LAVA: Lava | None = None
 
 
-def load_lava() -> Lava:
-    """Import Lava and lava-dl netx with the Python 3.11 fix, quietly; raise MissingDependency if absent."""
-    global _LAVA
-    if _LAVA is not None:
-        return _LAVA
-    for mod, dist in (("lava.magma", "lava-nc"), ("lava.lib.dl.netx", "lava-dl")):
+def require_lava() -> dict[str, str]:
+    """The installed lava-nc / lava-dl versions, without importing Lava; MissingDependency if absent."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    for mod, dist in (("lava", "lava-nc"), ("lava", "lava-dl")):
         try:
-            found = importlib.util.find_spec(mod) is not None
-        except ImportError:
+            found = importlib.util.find_spec(mod) is not None  # a top-level name: nothing is imported
+            distribution(dist)
+        except (ImportError, PackageNotFoundError):
             found = False
         if not found:
             raise MissingDependency(
@@ -169,6 +169,23 @@ def load_lava() -> Lava:
                 hint="pip install --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0 "
                 "(see docs/loihi.md); the emulator backend needs nothing extra",
             )
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for dist in ("lava-nc", "lava-dl"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            versions[dist] = "unknown"
+    return versions
+
+
+def load_lava() -> Lava:
+    """Import Lava and lava-dl netx with the Python 3.11 fix, quietly; raise MissingDependency if absent."""
+    global _LAVA
+    if _LAVA is not None:
+        return _LAVA
+    versions = require_lava()
     install()
     import multiprocessing as mp
 
@@ -189,13 +206,5 @@ def load_lava() -> Lava:
             f"Lava could not be imported: {exc}",
             hint="install lava-nc 0.10.0 / lava-dl 0.6.0 with their real dependencies (docs/loihi.md)",
         ) from None
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {}
-    for dist in ("lava-nc", "lava-dl"):
-        try:
-            versions[dist] = version(dist)
-        except PackageNotFoundError:
-            versions[dist] = "unknown"
     _LAVA = Lava(Network, Loihi2SimCfg, RunSteps, Source, Sink, versions)
     return _LAVA
