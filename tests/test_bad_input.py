@@ -589,3 +589,26 @@ def test_image_transforms_compute_what_the_docs_say(image_folder):
     fit = edgec.open_dataset(str(image_folder), input_shape=(1, 16, 16), images={"resize": "fit"})
     g, _ = fit.arrays(1)
     assert g.shape == (1, 1, 16, 16) and g.min() >= 0.0 and g.max() <= 1.0  # grey, [0, 1]
+
+
+def test_data_of_another_shape_for_an_export_says_what_to_do(cli, tmp_path):
+    """For a torch.export .pt2 the advice "pass the right --input-shape" was circular: the graph fixes it."""
+    from user_models import CNN_SHAPE, save_export, small_cnn
+
+    model = save_export(small_cnn(), tmp_path / "cnn.pt2", CNN_SHAPE)
+    np.save(tmp_path / "bad.npy", np.random.default_rng(0).random((5, 3, 8, 8), dtype=np.float32))
+    args = [
+        "compile",
+        str(model),
+        "--quantize",
+        "int8",
+        "--calib",
+        str(tmp_path / "bad.npy"),
+        "-o",
+        str(tmp_path / "o"),
+    ]
+    line = _fails(
+        cli, args, 3, "shape (3, 8, 8)", "exported for inputs of shape (3, 16, 16)", "--image-resize"
+    )
+    assert "--input-shape" not in line
+    _assert_clean(tmp_path / "o")

@@ -64,7 +64,14 @@ def _open_data(
         return None
     image_options = (images or DataOptions()).image_options()
     data = open_dataset(spec, purpose=purpose, input_shape=program.input_shape, images=image_options)  # type: ignore[arg-type]
-    data.check_input_shape(program.input_shape)
+    fixed = program.source.format == "export"  # the graph fixes its input shape: --input-shape cannot help
+    hint = (
+        f"the model was exported for inputs of shape {program.input_shape}: give data of that shape "
+        "(image folders: --image-resize fit or crop)"
+        if fixed
+        else None
+    )
+    data.check_input_shape(program.input_shape, hint)
     return data
 
 
@@ -446,14 +453,18 @@ def bench(
     return BenchResult(
         batch_size,
         iterations,
-        round(p50, 4),
-        round(p90, 4),
-        round(mean, 4),
-        round(batch_size * 1000 / mean, 2),
+        _sig(p50),
+        _sig(p90),
+        _sig(mean),
+        _sig(batch_size * 1000 / mean),  # six significant digits each: a fast run's ms keep their precision
         threads,
         backend,
         energy,
     )
+
+
+def _sig(x: float, digits: int = 6) -> float:
+    return float(f"{x:.{digits}g}")
 
 
 def _attach_measurement(art: Artifact, measurement: Any) -> None:

@@ -94,8 +94,9 @@ class Dataset:
         if buf:
             yield np.stack(buf)
 
-    def check_input_shape(self, input_shape: tuple[int, ...]) -> None:
-        """Raise a one-line :class:`DataError` if samples do not fit ``input_shape``."""
+    def check_input_shape(self, input_shape: tuple[int, ...], hint: str | None = None) -> None:
+        """Raise a one-line :class:`DataError` if samples do not fit ``input_shape`` (``hint``: what
+        to do, when the caller knows better than "reshape the data or pass --input-shape")."""
         first = next(iter(self), None)
         if first is None:
             raise DataError(f"data '{self.name}' is empty", hint="give at least one sample")
@@ -104,7 +105,7 @@ class Dataset:
             raise DataError(
                 f"data '{self.name}' has samples of shape {tuple(x.shape)}, "
                 f"the model takes {tuple(input_shape)} (one sample, no batch dimension)",
-                hint="reshape the data or pass the right --input-shape",
+                hint=hint or "reshape the data or pass the right --input-shape",
             )
 
 
