@@ -1,6 +1,6 @@
 """INT8 versus FP32 for attention models on ONNX Runtime (CPU), measured in one run, interleaved.
 
-    nice -n 10 .venv/bin/python benchmarks/transformer_int8.py [--threads 2] [--steps 120] [--out DIR]
+    nice -n 10 .venv/bin/python benchmarks/transformer_int8.py [--threads 2] [--steps 60] [--out FILE]
 
 Two models, each trained briefly on a synthetic task so that its predictions depend on its input
 (a randomly initialised transformer predicts nearly one class for every input, which would make
@@ -117,7 +117,7 @@ def train(model: nn.Module, task: Task, steps: int, batch: int = 32) -> float:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     model.eval()
     return statistics.fmean(losses[-10:])
 
@@ -268,7 +268,7 @@ def render(
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=120, help="training steps per model")
+    ap.add_argument("--steps", type=int, default=60, help="training steps per model")
     ap.add_argument("--iters", type=int, default=60, help="timed calls per session per round")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--out", type=Path, default=RESULTS, help="the Markdown table to write")

@@ -204,3 +204,13 @@ def test_fake_quantize_is_onnx_rounding():
     )
     pc = TensorQuant.per_channel([1.0, 0.1], axis=1)
     np.testing.assert_allclose(pc.fake_quantize(np.array([[1.26, 1.26]])), [[1.0, 1.3]])
+
+
+def test_layer_names_are_module_paths(tmp_path):
+    """Learned scales are keyed by the PyTorch module path, also for nested modules."""
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), nn.Flatten(), nn.Linear(32, 3))
+    export_onnx(model.eval(), torch.rand(1, 1, 6, 6), tmp_path / "m.onnx")
+    layers = layer_tensors(tmp_path / "m.onnx")
+    assert set(layers) == {"0.0", "2"}
+    assert layers["0.0"]["weight"] == "0.0.weight" and layers["0.0"]["input"] == "input"
+    assert layers["2"]["weight"] == "2.weight"

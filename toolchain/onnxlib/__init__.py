@@ -13,7 +13,7 @@ Export (:mod:`edgec.onnxlib.export`)::
     info.to_dict()    # for the target's report section
 
 Quantization (:mod:`edgec.onnxlib.qdq`): a :class:`QdqScheme` says how to quantize (activation
-dtype and symmetry, weight dtype, per-channel axis, int32 bias on/off, which ops). Two presets:
+dtype and symmetry, weight dtype, per-channel axis, int32 bias on/off, which ops). Presets:
 
 * :data:`U8S8`: uint8 asymmetric activations, int8 symmetric per-channel weights, int32 bias.
   The graph ONNX Runtime fuses into QLinearConv / QGemm / QLinearMatMul on x86 (the CPU target).
@@ -32,13 +32,15 @@ Two ways to get a Q/DQ graph, through one writer (:func:`write_qdq`)::
     stats = write_qdq(pre, int8, S8S8, ranges=ranges)
 
     # learned quantization (QAT scales), no re-calibration: scales and zero-points as data
-    params = {"/fc/Gemm:input": TensorQuant.per_tensor(0.02, 0, "int8"),
-              "fc.weight": TensorQuant.per_channel(scales, axis=0, dtype="int8")}
+    params = {"fc:input": TensorQuant.per_tensor(0.02, 0, "int8"),
+              "fc:weight": TensorQuant.per_channel(scales, axis=0, dtype="int8")}
     stats = write_qdq(fp32, int8, S8S8, params=resolve_params(fp32, params))
 
-``resolve_params`` maps ``"<node name>:input"`` / ``"<module>.weight"`` keys to the graph's tensor
-names (see :func:`edgec.onnxlib.qdq.layer_tensors`). :func:`quantize_ptq` is preprocess +
-calibrate + write in one call.
+``resolve_params`` maps ``"<layer>:input"`` / ``"<layer>:weight"`` / ``"<layer>:output"`` keys (the
+PyTorch module path, e.g. ``features.0.0``) to the graph's tensor names
+(:func:`edgec.onnxlib.params.layer_tensors`); graph tensor names pass through. ``write_qdq``
+checks that the given scales fit the scheme (dtypes; zero-point 0 where it is symmetric).
+:func:`quantize_ptq` is preprocess + calibrate + write in one call.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from edgec.onnxlib.export import (
     export_onnx,
     export_program,
 )
+from edgec.onnxlib.params import TensorQuant, layer_tensors, resolve_params
 from edgec.onnxlib.qdq import (
     PRESETS,
     S8S8,
@@ -59,12 +62,9 @@ from edgec.onnxlib.qdq import (
     U8S8_ATTENTION,
     QdqScheme,
     QdqStats,
-    TensorQuant,
     calibrate,
-    layer_tensors,
     preprocess,
     quantize_ptq,
-    resolve_params,
     write_qdq,
 )
 
