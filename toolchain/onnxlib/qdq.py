@@ -124,11 +124,11 @@ S8S8 = QdqScheme(
 )
 #: U8S8 for attention models: the inputs of the weighted ops (Conv, Gemm, MatMul, including the
 #: attention matmuls) and Softmax quantized; residual Adds and normalisation kept in float. Their
-#: residual stream in uint8 loses accuracy: a small torchvision ViT (MinMax calibration, 256
-#: held-out samples) agreed with PyTorch on 80.5 % of top-1 predictions with every op ORT quantizes,
-#: 98.8 % with this scheme. Softmax is in because leaving it out let ORT's QDQ fusions (onnxruntime
-#: 1.31.1) turn a dynamo-exported TransformerEncoder into a graph whose logits were off by 1.5.
-#: The matmuls, where the time goes, run as QLinearMatMul / QGemm (benchmarks/transformer_int8.py).
+#: residual stream in uint8 loses accuracy (the scheme ablation of benchmarks/transformer_int8.py:
+#: a small ViT's top-1 agreement with PyTorch with every op quantized versus this scheme). Softmax
+#: is in because leaving it out let ORT's QDQ fusions (onnxruntime 1.31.1) turn a dynamo-exported
+#: TransformerEncoder into a graph far from FP32. The matmuls, where the time goes, run as
+#: QLinearMatMul / QGemm.
 U8S8_ATTENTION = dataclasses.replace(
     U8S8,
     name="u8s8-attention",
