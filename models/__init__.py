@@ -102,6 +102,30 @@ ZOO: dict[str, ZooEntry] = {
             dataset="builtin:digits",
         ),
         ZooEntry(
+            "digits-snn-vgg",
+            "edgec.models.spiking_vgg:SpikingVGG",
+            (1, 8, 8),
+            "spiking VGG (4 conv 32-32-64-64 + FC, CUBA LIF, T=8) on builtin:digits; maps to Loihi 2; "
+            "the compression benchmark's model",
+            kind="snn",
+            timesteps=8,
+            encoder={"kind": "rate", "gain": 1.0, "seed": 0},
+            weights="digits-snn-vgg.pt",
+            dataset="builtin:digits",
+        ),
+        ZooEntry(
+            "digits-snn-resnet",
+            "edgec.models.spiking_resnet:SpikingResNet",
+            (1, 8, 8),
+            "spiking ResNet (3 blocks, shortcut into the neuron current, T=8) on builtin:digits; "
+            "residual adds: CPU yes, Loihi why-not",
+            kind="snn",
+            timesteps=8,
+            encoder={"kind": "rate", "gain": 1.0, "seed": 0},
+            weights="digits-snn-resnet.pt",
+            dataset="builtin:digits",
+        ),
+        ZooEntry(
             "resnet18",
             "edgec.models.resnet:resnet18",
             (3, 224, 224),

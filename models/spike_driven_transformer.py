@@ -8,7 +8,8 @@ matrix product; linear in tokens and channels. Residuals join the real-valued st
 neurons ("membrane shortcut"), so every linear layer receives spikes.
 
 Layout: 2x2 patches -> conv embedding (D = 32) + learned position, 2 blocks (SDSA + a spiking MLP
-32-64-32), spiking neurons before each sub-block, mean over tokens, FC(32 -> 10) with spiking outputs.
+32-64-32), spiking neurons before each sub-block, spike counts summed over the tokens, FC(32 -> 10)
+with spiking outputs.
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ DIM = 32
 TOKENS = 16  # 4 x 4 patches of 2 x 2 pixels
 
 
+def LinearBN(d_in: int, d_out: int) -> nn.Linear:
+    return nn.Linear(d_in, d_out)
+
+
 class SpikeDrivenSelfAttention(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.q, self.k, self.v = (nn.Linear(dim, dim, bias=False) for _ in range(3))
+        self.q, self.k, self.v = (LinearBN(dim, dim) for _ in range(3))
         self.q_lif, self.k_lif, self.v_lif = (CubaLIF(du=0.5, dv=0.25, threshold=1.0) for _ in range(3))
         self.mask_lif = CubaLIF(du=1.0, dv=1.0, threshold=0.5)  # memoryless: a per-step threshold
-        self.proj = nn.Linear(dim, dim)
+        self.proj = LinearBN(dim, dim)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:  # s: spikes [T, B, N, D]
         q, k, v = self.q_lif(self.q(s)), self.k_lif(self.k(s)), self.v_lif(self.v(s))
@@ -45,9 +50,9 @@ class SpikeDrivenBlock(nn.Module):
         self.attn_lif = CubaLIF(du=0.5, dv=0.25, threshold=1.0)
         self.attn = SpikeDrivenSelfAttention(dim)
         self.mlp_lif = CubaLIF(du=0.5, dv=0.25, threshold=1.0)
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = LinearBN(dim, hidden)
         self.hidden_lif = CubaLIF(du=0.5, dv=0.25, threshold=1.0)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = LinearBN(hidden, dim)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:  # u: the real-valued stream [T, B, N, D]
         u = u + self.attn(self.attn_lif(u))
@@ -72,5 +77,5 @@ class SpikeDrivenTransformer(nn.Module):
         e = self.embed(x)  # [T, B, D, 4, 4]
         u = e.flatten(3).transpose(2, 3) + self.position  # tokens [T, B, 16, D]
         s = self.head_lif(self.blocks(u))
-        out: torch.Tensor = self.out_lif(self.head(s.mean(dim=2)))
+        out: torch.Tensor = self.out_lif(self.head(s.sum(dim=2)))  # spike counts over the tokens
         return out

@@ -4,6 +4,7 @@ Public API (imported lazily, so ``import edgec`` stays light)::
 
     import edgec
     artifact = edgec.compile("zoo:digits-cnn", target="cpu", quantize="int8", out="out/digits")
+    small = edgec.compress("zoo:digits-snn-vgg", passes=["qp-snn:bits=4,prune=0.5"], train="builtin:digits")
     result = edgec.verify("out/digits")
 
 Layers: this package (the core) imports none of ``edgec.targets``, ``edgec.models`` or
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "compile": "edgec.api",
+    "compress": "edgec.compression",
     "check": "edgec.api",
     "verify": "edgec.api",
     "run": "edgec.api",

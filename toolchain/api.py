@@ -79,7 +79,12 @@ def pipeline(tgt: Target, program: Program, cfg: CompileConfig) -> list[Pass]:
     """The passes a compile runs, in order: the recipe's passes that must see the model before the
     target prepares it (``Pass.before_target``), the target's preparation passes, then the rest of
     the recipe in its order. A pass may appear several times with different options."""
-    recipe = [get_pass(s.name, **{**cfg.pass_options.get(s.name, {}), **s.options}) for s in cfg.passes]
+    recipe = [
+        s.instance
+        if s.instance is not None
+        else get_pass(s.name, **{**cfg.pass_options.get(s.name, {}), **s.options})
+        for s in cfg.passes
+    ]
     early = [p for p in recipe if p.before_target]
     late = [p for p in recipe if not p.before_target]
     return [*early, *tgt.prepare_passes(program, cfg), *late]
@@ -96,22 +101,63 @@ def check(
     """Run the passes a compile would run and return what the target cannot take (empty: it can)."""
     tgt, program, cfg = _prepare(model, _config(config, options))
     passes = pipeline(tgt, program, cfg)
-    program = PassManager(passes).run(program, _context(cfg, program, tgt, passes, progress))
+    # training passes run without fine-tuning here: the structure and widths they give are what is checked
+    ctx = _context(cfg, program, tgt, passes, progress, epochs=0)
+    program = PassManager(passes).run(program, ctx)
     return program, tgt.check(program, cfg)
 
 
 def _context(
-    cfg: CompileConfig, program: Program, tgt: Target, passes: list[Pass], progress: Progress | None
+    cfg: CompileConfig,
+    program: Program,
+    tgt: Target,
+    passes: list[Pass],
+    progress: Progress | None,
+    *,
+    epochs: int | None = None,
 ) -> PassContext:
-    """Calibration data always (the model's own dataset by default); training data when a pass needs it."""
+    """Calibration data always (the model's own dataset by default); labelled training data when a pass
+    needs it (``--train-data``, else the model's own dataset), split into a training part and a
+    validation part on which the fine-tuning loop picks its best epoch. ``epochs`` overrides
+    ``--epochs`` (``edgec check`` applies training passes with 0)."""
+    import dataclasses
+
+    from edgec.finetune import FinetuneOptions
+
     wants_training = cfg.train_data is not None or any("training" in p.needs for p in passes)
+    calib = _open_data(cfg.calib, program, "calibration", cfg)
+    train = holdout = None
+    if wants_training:
+        spec = cfg.train_data or program.metadata.get("dataset")
+        if spec is None and epochs != 0:
+            trainers = ", ".join(p.name for p in passes if "training" in p.needs)
+            raise UsageError(
+                f"{trainers} fine-tunes the model and needs labelled training data",
+                hint="pass --train-data SRC (e.g. builtin:digits, or an .npz with x and y)",
+            )
+        if spec is not None:
+            from edgec.compression import split_data
+
+            data = _open_data(spec, program, "training", cfg)
+            assert data is not None  # spec is not None
+            parts = split_data(program, data, None, cfg.validation, cfg.seed)
+            train, holdout = parts.train, parts.validation
+        else:  # `edgec check` with training passes and no training data: structure only
+            train = calib
+    training = {
+        f.name: getattr(cfg, f.name) for f in dataclasses.fields(FinetuneOptions) if hasattr(cfg, f.name)
+    }
+    if epochs is not None:
+        training["epochs"] = epochs
     return PassContext(
         config=cfg,
-        calib=_open_data(cfg.calib, program, "calibration", cfg),
-        train=_open_data(cfg.train_data, program, "training", cfg) if wants_training else None,
+        calib=calib,
+        train=train,
         target=tgt,
         progress=progress or NullProgress(),
         seed=cfg.seed,
+        holdout=holdout,
+        finetune=FinetuneOptions(**training),
     )
 
 
@@ -157,6 +203,13 @@ def compile(
         lower_s = time.perf_counter() - stage_start
         energy = tgt.estimate_energy(program, calib_data, cfg)
         source_files = _record_source(source, tmp)
+        if any(getattr(p, "changes_function", False) for p in passes):
+            # the compressed model is what was lowered: verify and report compare with it, not the source
+            from edgec.store import save_program
+
+            (tmp / COMPRESSED_DIR).mkdir()
+            saved = save_program(program, tmp / COMPRESSED_DIR)
+            source_files.update({f"compressed_{k}": f"{COMPRESSED_DIR}/{v}" for k, v in saved.items()})
         report = build_report(
             program,
             target=tgt.name,
@@ -192,7 +245,9 @@ def energy_report(
     cfg = _config(config, compile_opts)
     rep = merge(report, report_opts) if report is not None else build(ReportOptions, report_opts)
     data, samples, weight_bits = rep.data, rep.samples, rep.weight_bits
-    if isinstance(model, (str, Path)) and Path(model).is_dir():
+    from edgec.store import is_program_dir
+
+    if isinstance(model, (str, Path)) and Path(model).is_dir() and not is_program_dir(model):
         art = Artifact.open(model)
         energy = None
         if (
@@ -202,7 +257,7 @@ def energy_report(
             or weight_bits is not None
         ):
             stored = stored_config(Report.from_dict(art.report))
-            program = source_program(art, trust_pickle=cfg.trust_pickle)
+            program = compiled_program(art, trust_pickle=cfg.trust_pickle)
             dataset = _activity_data(data or stored.calib, program, samples, rep)
             energy = get_target(art.target).estimate_energy(
                 program, dataset, stored, samples=samples, weight_bits=weight_bits
@@ -259,6 +314,9 @@ def _model_stem(model: Any) -> str:
     return "model"
 
 
+COMPRESSED_DIR = "program"
+
+
 def _record_source(program: Program, out: Path) -> dict[str, str]:
     """Copy the source model file into the artifact (verify reloads it; its sha256 is checked).
 
@@ -270,6 +328,12 @@ def _record_source(program: Program, out: Path) -> dict[str, str]:
         return _save_in_memory(program, out)
     src = Path(program.source.path)
     (out / "source").mkdir()
+    if program.source.format == "program":  # a compressed program directory: its two files
+        from edgec.store import PROGRAM_JSON, WEIGHTS_FILE
+
+        for name in (PROGRAM_JSON, WEIGHTS_FILE):
+            shutil.copyfile(src.parent / name, out / "source" / name)
+        return {"source_model": f"source/{PROGRAM_JSON}", "source_weights": f"source/{WEIGHTS_FILE}"}
     dest = out / "source" / src.name
     shutil.copyfile(src, dest)
     return {"source_model": f"source/{src.name}"}
@@ -308,6 +372,16 @@ def _describe_files(root: Path, files: dict[str, str]) -> dict[str, dict[str, An
     }
 
 
+def compiled_program(artifact: Artifact, *, trust_pickle: bool = False) -> Program:
+    """The program the artifact was lowered from: its compressed program (``program/``) when a
+    compression pass ran, else the reloaded source model."""
+    if "compressed_program" in artifact.report.get("files", {}):
+        from edgec.store import load_program_dir
+
+        return load_program_dir(artifact.file("compressed_program").parent)
+    return source_program(artifact, trust_pickle=trust_pickle)
+
+
 def source_program(artifact: Artifact, *, trust_pickle: bool = False) -> Program:
     """Reload the model an artifact was compiled from (zoo entry, or the copied file + sha256 check)."""
     rep = artifact.report
@@ -335,7 +409,7 @@ def source_program(artifact: Artifact, *, trust_pickle: bool = False) -> Program
                 "this artifact was compiled from a pickled module; reloading it runs its code",
                 hint="pass --trust-pickle if you trust it",
             )
-        model = path
+        model = path.parent if src.format == "program" else path
     return load_program(
         model, arch=src.arch, input_shape=shape, trust_pickle=trust_pickle, timesteps=prog.get("timesteps")
     ).replace(encoder=prog.get("encoder"))
@@ -352,7 +426,7 @@ def verify(
     opts = merge(config, options) if config is not None else build(VerifyOptions, options)
     art = artifact if isinstance(artifact, Artifact) else Artifact.open(artifact)
     tgt = get_target(art.target)
-    program = source_program(art, trust_pickle=opts.trust_pickle)
+    program = compiled_program(art, trust_pickle=opts.trust_pickle)
     dataset = _open_data(opts.data, program, "evaluation", opts)
     if dataset is None:
         dataset = _random_data(program, n=64)
@@ -360,9 +434,54 @@ def verify(
         art, program, dataset, backend=opts.backend, limit=opts.limit, min_agreement=opts.min_agreement
     )
     result.metrics["data"] = dataset.name
+    _original_accuracy(art, program, dataset, result.metrics, trust_pickle=opts.trust_pickle)
     if not result.passed:
         raise VerificationFailed(f"artifact '{art.path}' disagrees with its source model: {result.summary}")
     return result
+
+
+def _original_accuracy(
+    art: Artifact, compressed: Program, data: Dataset, metrics: dict[str, Any], *, trust_pickle: bool
+) -> None:
+    """For an artifact of a compressed model: the uncompressed model's accuracy on the same data too.
+
+    ``accuracy_source`` is then the compressed model's (what the artifact is compared with), and
+    ``accuracy_original`` the model before compression, when it can still be loaded (a zoo model, or a
+    source file that is where it was with the same content)."""
+    if (
+        not compressed.quant
+        and not compressed.edits
+        and not any("finetune" in r.stats for r in compressed.history)
+    ):
+        return
+    from edgec.finetune import evaluate
+
+    metrics["reference"] = "the compressed model"
+    x, y = data.arrays(metrics.get("samples"))
+    if y is None:
+        return
+    origin = compressed.metadata.get("origin") or compressed.source.to_dict()
+    try:
+        if origin.get("format") == "zoo":
+            original = load_program(f"zoo:{origin['arch']}")
+        elif (
+            origin.get("path")
+            and Path(origin["path"]).is_file()
+            and sha256_of(origin["path"]) == origin.get("sha256")
+        ):
+            original = load_program(
+                origin["path"],
+                arch=origin.get("arch"),
+                input_shape=(1, *compressed.input_shape),
+                trust_pickle=trust_pickle,
+            )
+        else:
+            return
+    except Exception as exc:  # informative only: verify's verdict does not depend on it
+        log.info("original model not loaded for verify: %s", exc)
+        return
+    original = original.replace(timesteps=compressed.timesteps, encoder=compressed.encoder)
+    metrics["accuracy_original"] = evaluate(original, original.module, x, y)
 
 
 def _random_data(program: Program, n: int) -> Dataset:

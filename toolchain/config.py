@@ -44,6 +44,7 @@ __all__ = [
     "PassSpec",
     "ReportOptions",
     "RunOptions",
+    "TrainingOptions",
     "VerifyOptions",
     "load_config",
     "parse_shape",
@@ -79,9 +80,32 @@ class DataOptions(Options):
         return {"resize": self.image_resize, "normalize": self.image_normalize}
 
 
+@dataclass
+class TrainingOptions(Options):
+    """The shared fine-tuning loop of training-time passes (:mod:`edgec.finetune`)."""
+
+    train_data: str | None = option(
+        None,
+        "labelled training data of training-time passes (same forms as --calib; default: the model's own "
+        "dataset)",
+    )
+    epochs: int = option(5, "fine-tuning epochs of training passes", minimum=0)
+    lr: float = option(1e-3, "fine-tuning learning rate (Adam, cosine schedule)", minimum=1e-12)
+    batch_size: int = option(64, "fine-tuning batch size", minimum=1)
+    device: str = option("cpu", "fine-tuning device: cpu | cuda | cuda:N")
+    validation: float = option(
+        0.1,
+        "share of the training data held out to pick the best epoch: 10% or 0.1",
+        kind="percent",
+        minimum=0.01,
+        maximum=0.5,
+    )
+    seed: int = option(0, "seed of every random choice (calibration order, data split, training)")
+
+
 @group("compile", tables={"pass_options": "passes", "target_options": "target"})
 @dataclass
-class CompileConfig(DataOptions):
+class CompileConfig(TrainingOptions, DataOptions):
     """Options of ``compile``, ``check`` and ``report`` (what is compiled, for which target, how)."""
 
     target: str = option("cpu", "target name, see `edgec targets`", short="-t")
@@ -99,7 +123,6 @@ class CompileConfig(DataOptions):
         choices=("minmax", "percentile", "entropy"),
     )
     calib_samples: int = option(128, "calibration samples to use", minimum=1)
-    train_data: str | None = option(None, "labelled data for training-time passes (same forms as --calib)")
     timesteps: int | None = option(None, "SNN timesteps (default: the model's own)", minimum=1)
     input_shape: tuple[int, ...] | None = option(
         None, "input shape with batch, e.g. 1,3,32,32 (TorchScript needs it)", kind="shape"
@@ -108,11 +131,13 @@ class CompileConfig(DataOptions):
     trust_pickle: bool = option(False, "allow unpickling a whole module (runs its code)")
     passes: list[PassSpec] = option(
         [],
-        "a pass to run, in order (repeatable; NAME or NAME:key=value,...; see docs/adding-a-pass.md)",
+        "a pass or compression recipe to run, in order (repeatable; NAME or NAME:key=value,...; "
+        "`edgec recipes` lists them)",
         kind="passes",
-        flag="--pass",
+        flag="--recipe",
+        aliases=("--pass",),
+        short="-r",
     )
-    seed: int = option(0, "seed of every random choice (calibration order, training)")
     pass_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # [passes.NAME]
     target_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # [target.NAME]
 

@@ -186,6 +186,12 @@ def quantizers_of(module: nn.Module, param: str = "weight") -> list[nn.Module]:
     return list(getattr(module, "parametrizations")[param])  # noqa: B009
 
 
+def detach_all(module: nn.Module, param: str = "weight") -> None:
+    """Remove ``module.<param>``'s parametrizations, keeping the trainable tensor under them."""
+    if parametrize.is_parametrized(module, param):
+        parametrize.remove_parametrizations(module, param, leave_parametrized=False)
+
+
 def bake(module: nn.Module, param: str = "weight") -> LayerQuant | None:
     """Replace ``module.<param>`` by its parametrized value; return the grid of its quantizer (if any).
 

@@ -34,7 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgec.config import TrainingOptions
 from edgec.errors import DataError, ModelError, UsageError
+from edgec.options import option
 from edgec.progress import NullProgress, Progress
 
 if TYPE_CHECKING:
@@ -48,30 +50,18 @@ class TrainingDiverged(ModelError):
     """The loss became NaN or Inf during fine-tuning."""
 
 
-@dataclass(frozen=True)
-class FinetuneOptions:
-    """Options of the shared loop (``--epochs``, ``--lr``, ``--batch-size``, ``--seed``, ``--device``)."""
+@dataclass
+class FinetuneOptions(TrainingOptions):
+    """Options of the shared loop: ``--epochs``, ``--lr``, ``--batch-size``, ``--seed``, ``--device``
+    (declared once in :class:`edgec.config.TrainingOptions`), and the optimiser's weight decay."""
 
-    epochs: int = 5
-    lr: float = 1e-3
-    batch_size: int = 64
-    seed: int = 0
-    device: str = "cpu"
-    weight_decay: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise UsageError(f"--epochs must be >= 0, got {self.epochs}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UsageError(f"--lr must be a positive number, got {self.lr}")
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise UsageError(f"unknown --device '{self.device}'", hint="use cpu or cuda")
+    weight_decay: float = option(0.0, "Adam weight decay of the fine-tuning", minimum=0.0)
 
 
 def resolve_device(name: str) -> torch.device:
     """``cpu`` or ``cuda[:N]``; asking for CUDA where there is none is a usage error."""
+    if name != "cpu" and not (name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise UsageError(f"unknown --device '{name}'", hint="use cpu, cuda or cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(
             "--device cuda was asked for, but no CUDA device is available", hint="use --device cpu"

@@ -12,7 +12,6 @@ Accepted model files, recognised by content, not by extension:
 
 from __future__ import annotations
 
-import importlib
 import logging
 import pickle
 import warnings
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgec.errors import ModelError, UsageError, first_line
 from edgec.program import Program, SourceInfo, sha256_of
+from edgec.zoo import ZOO_REF, zoo  # noqa: F401 - re-exported: edgec.loading.zoo is public
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-ZOO_REF = "edgec.models:ZOO"
 _PICKLE_PROTOCOL_BYTE = 0x80
-
-
-def zoo() -> dict[str, Any]:
-    module, _, attr = ZOO_REF.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def _zoo_entry(name: str, flag: str) -> Any:
@@ -246,6 +240,10 @@ def _program_from_file(
 
     if not path.exists():
         raise UsageError(f"model file '{path}' does not exist")
+    from edgec.store import is_program_dir, load_program_dir
+
+    if is_program_dir(path):  # written by `edgec compress`: rebuilt without pickle
+        return load_program_dir(path)
     if path.is_dir():
         raise UsageError(f"'{path}' is a directory, not a model file")
     fmt = detect_format(path)

@@ -52,6 +52,7 @@ class OptionInfo:
     cli: bool = True  # False: edgec.toml and the API only (tables)
     api: bool = True  # False: edgec.toml and the command line only (how the CLI renders)
     metavar: str | None = None
+    aliases: tuple[str, ...] = ()  # more command-line names for the same option
 
     def flag_for(self, key: str) -> str:
         return self.flag or "--" + key.replace("_", "-")
@@ -174,6 +175,8 @@ class PassSpec:
 
     name: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: a pass object given through the Python API (used as it is; ``options`` describe it)
+    instance: Any = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """``{"name": ..., **options}``: the form edgec.toml and report.json write it in."""
@@ -189,6 +192,8 @@ def parse_pass(value: Any, where: str = "--pass") -> PassSpec:
     ``{name = "uniform-quant", bits = 4}`` (edgec.toml) / ``{"name": ..., ...}`` (API)."""
     if isinstance(value, PassSpec):
         return value
+    if callable(getattr(value, "call", None)) and isinstance(getattr(value, "name", None), str):
+        return PassSpec(value.name, dict(value.config()), instance=value)  # a Pass object (Python API)
     if isinstance(value, Mapping):
         opts = dict(value)
         name = opts.pop("name", None)

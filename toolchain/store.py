@@ -98,7 +98,7 @@ def build_arch(arch: dict[str, Any]) -> nn.Module:
     kind = arch.get("kind")
     torch.manual_seed(0)
     if kind == "zoo":
-        from edgec.loading import zoo
+        from edgec.zoo import zoo
 
         entries = zoo()
         if arch.get("name") not in entries:

@@ -71,7 +71,7 @@ class LoihiTarget(Target):
         from .lowering import plan_network
 
         options = self.target_options(config)
-        analysis = analyze(program)
+        analysis = analyze(program, full_precision_state=options.full_precision_state)
         if analysis.violations:
             return analysis.violations
         if not analysis.lowerable:
@@ -98,7 +98,7 @@ class LoihiTarget(Target):
         if ctx.config is None:
             raise UsageError("the Loihi target needs a compile configuration")
         options = self.target_options(ctx.config)
-        analysis = analyze(program)
+        analysis = analyze(program, full_precision_state=options.full_precision_state)
         if analysis.violations:
             raise ConstraintViolation(
                 f"target 'loihi' cannot take this model: {len(analysis.violations)} violation(s)",

@@ -126,6 +126,9 @@ HINTS = {
     "graph-capture": "give the eager nn.Module (zoo, --trust-pickle, or the Python API) with a "
     "trace-friendly forward (a plain sequence of modules, e.g. nn.Sequential)",
     "delay": "remove the delays: edgec does not lower synaptic delays yet",
+    "membrane-quantization": "compress without the low-bit membrane (e.g. q-snn:state_bits=16, or qp-snn), "
+    "or deploy it with 24-bit state anyway (--target-option full_precision_state=true) and measure the "
+    "difference with edgec verify",
 }
 
 
@@ -199,8 +202,9 @@ def _pair(v: Any) -> tuple[int, int]:
 
 
 class _Walker:
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, full_precision_state: bool = False) -> None:
         self.program = program
+        self.full_precision_state = full_precision_state
         self.snn = program.kind == "snn"
         self.rows: list[Violation] = []
         self.shapes: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
@@ -240,12 +244,16 @@ class _Walker:
                 h.remove()
 
 
-def analyze(program: Program) -> Analysis:
-    """The netx layers of ``program`` and a violation row for everything netx cannot take."""
+def analyze(program: Program, *, full_precision_state: bool = False) -> Analysis:
+    """The netx layers of ``program`` and a violation row for everything netx cannot take.
+
+    ``full_precision_state``: deploy neurons trained with a low-bit membrane (Q-SNN) with Loihi's 24-bit
+    state instead of refusing them (``[target.loihi] full_precision_state = true``).
+    """
     module = program.module
     input_shape = program.input_shape
     out = Analysis(input_shape=input_shape)
-    w = _Walker(program)
+    w = _Walker(program, full_precision_state)
     exported = _exported_neurons(module) if program.kind != "snn" else []
     if exported:
         graph: Any = module.graph
@@ -451,6 +459,11 @@ def _synapse_layer(name: str, m: nn.Module, in_shape: tuple[int, ...], w: _Walke
     sbias = None if bias is None else bias.detach().double().cpu().numpy()
     declared_bits = getattr(m, "weight_bits", None)
     declared_scale = getattr(m, "weight_scale", None)
+    grid = w.program.quant.get(name) or w.program.quant.get(f"{name}.module")
+    if grid is not None and grid.weight_bits is not None and grid.per_channel:
+        # a compression pass's per-channel grid (edgec.quant): Loihi has one weight exponent per layer, so
+        # the levels are carried on 8-bit integers at one scale; each neuron keeps <= 2^bits values
+        declared_bits, declared_scale = 8, None
     common: dict[str, Any] = {
         "synapse": m,
         "weight": weight,
@@ -504,6 +517,15 @@ def _synapse_layer(name: str, m: nn.Module, in_shape: tuple[int, ...], w: _Walke
 def _attach_neuron(layer: FloatLayer, name: str, n: CubaLIF, w: _Walker) -> None:
     layer.neuron = n
     layer.neuron_name = name
+    state = w.program.quant.get(name)
+    if state is not None and state.state_bits is not None and not w.full_precision_state:
+        w.add(
+            name,
+            "membrane-quantization",
+            f"trained with a {state.state_bits}-bit membrane potential ({state.method}); Loihi keeps 24-bit "
+            "current and voltage and cannot round them each step, so the deployed network would differ "
+            "from the trained one",
+        )
     layer.du, layer.dv, layer.threshold = float(n.du), float(n.dv), float(n.threshold)
     channels = layer.out_shape[0] if layer.out_shape else 1
     bias = None if n.bias is None else n.bias.detach().double().cpu().numpy().reshape(-1)

@@ -24,3 +24,8 @@ class LoweringOptions:
         maximum=MAX_BITS,
     )
     calibrate: bool = option(True, "choose per-layer clipping on calibration data when there is some")
+    full_precision_state: bool = option(
+        False,
+        "deploy neurons trained with a low-bit membrane (q-snn) with Loihi's 24-bit state anyway "
+        "(the deployed network then differs from the trained one; edgec verify measures by how much)",
+    )

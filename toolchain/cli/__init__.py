@@ -12,6 +12,7 @@ artifacts (:meth:`edgec.target.Target.summary`).
 ``model``     compile, check, report (commands on a model)
 ``artifact``  verify, run, bench (commands on an artifact directory)
 ``info``      targets, models, demo
+``compress``  compress, recipes (training-time compression)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import os
 import sys
 
-from edgec.cli import artifact, info, model  # noqa: F401  (registers the commands)
+from edgec.cli import artifact, compress, info, model  # noqa: F401  (registers the commands)
 from edgec.cli.shell import app
 
 __all__ = ["app", "main"]

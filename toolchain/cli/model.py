@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgec.cli.compress import pass_summary
 from edgec.cli.shell import (
     ConfigOpt,
     JsonOpt,
@@ -96,7 +97,7 @@ def compile_cmd(
     for line in get_target(artifact.target).summary(rep):
         out.print(f"  {line}", highlight=False)
     for p in rep["passes"]:
-        out.print(f"  pass {p['name']}: {p['stats']} ({p['duration_s']} s)", highlight=False)
+        out.print(f"  pass {p['name']}: {pass_summary(p)} ({p['duration_s']} s)", highlight=False)
     for warning in rep.get("warnings", []):
         err.print(f"warning: {warning}", highlight=False)
 
@@ -111,7 +112,11 @@ def check_cmd(
     as_json: JsonOpt = False,
     options: dict[str, Any] | None = None,
 ) -> None:
-    """Say whether a target can take MODEL; a table of every layer it cannot take (exit code 4)."""
+    """Say whether a target can take MODEL; a table of every layer it cannot take (exit code 4).
+
+    Recipes (--recipe) are applied first without fine-tuning (pruning, bit widths, neuron changes), so
+    the table shows what the compressed model will violate before any training.
+    """
     from edgec import api
 
     cfg = compile_config(config, options or {}, target_option)

@@ -191,7 +191,7 @@ def with_options(*groups: type, skip: tuple[str, ...] = ()) -> Callable[[F], F]:
         ]
         extra = []
         for o in decls:
-            names = [o.flag] + ([o.info.short] if o.info.short else [])
+            names = [o.flag, *o.info.aliases] + ([o.info.short] if o.info.short else [])
             default = "" if o.default in (None, [], {}) else f" (default: {_show(o.default, o.info.kind)})"
             extra.append(
                 inspect.Parameter(

@@ -20,6 +20,12 @@ from edgec.passes.base import Pass, PassContext, PassManager, PassResult
 # name -> "module:Class". Add a pass here and in docs/adding-a-pass.md's matrix.
 PASSES: dict[str, str] = {
     "fold-bn": "edgec.passes.prepare:FoldBatchNorm",
+    # training-time compression (edgec.passes.training), the recipes of `edgec compress` / `--recipe`
+    "qp-snn": "edgec.passes.qp_snn:QPSNN",
+    "q-snn": "edgec.passes.q_snn:QSNN",
+    "soft-threshold-prune": "edgec.passes.soft_threshold:SoftThresholdPrune",
+    "uniform-quant": "edgec.passes.uniform_quant:UniformQuant",
+    "magnitude-prune": "edgec.passes.magnitude_prune:MagnitudePrune",
 }
 
 

@@ -107,21 +107,33 @@ def scores_for(
     return {g.producer: svs_scores(act[g.producer], program.kind == "snn") for g in groups}
 
 
-def prune_channels(
-    program: Program, fraction: float, criterion: str, data: Dataset | None, seed: int
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Prune ``program.module`` in place; returns the edits and the report stats."""
+def score_channels(
+    program: Program, criterion: str, data: Dataset | None, seed: int
+) -> tuple[list[ChannelGroup], dict[str, str], dict[str, torch.Tensor]]:
+    """The prunable groups of ``program.module``, why the other synapses are not prunable, and each
+    group's channel scores (the module as it is: with its quantizers, if any, attached)."""
     from edgec.passes.training import model_input
 
-    module = program.module
     example = model_input(program, program.example_input[:1])
-    groups, skipped = channel_groups(module, example)
-    if fraction > 0 and not groups:
+    groups, skipped = channel_groups(program.module, example)
+    if not groups:
         raise UsageError(
             "no layer of this model can be pruned channel-wise",
             hint="; ".join(f"{k}: {v}" for k, v in skipped.items()) or "the model has no synapses",
         )
-    scores = scores_for(criterion, program, module, groups, data, seed) if fraction > 0 else {}
+    return groups, skipped, scores_for(criterion, program, program.module, groups, data, seed)
+
+
+def apply_pruning(
+    program: Program,
+    groups: list[ChannelGroup],
+    scores: dict[str, torch.Tensor],
+    fraction: float,
+    criterion: str,
+    skipped: dict[str, str],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Remove the lowest-scoring ``fraction`` of every group's channels, in place; returns the edits
+    (for the program store) and the report stats."""
     edits: list[dict[str, Any]] = []
     layers: dict[str, Any] = {}
     for g in groups:
@@ -132,8 +144,18 @@ def prune_channels(
             continue
         order = torch.argsort(scores[g.producer], descending=True, stable=True)
         keep = sorted(int(i) for i in order[: before - n_remove])
-        prune_group(module, g, keep)
+        prune_group(program.module, g, keep)
         edits.append({"op": "prune-channels", "producer": g.producer, "consumer": g.consumer, "keep": keep})
         layers[g.producer] = {"channels": before, "kept": len(keep)}
     stats = {"criterion": criterion, "fraction": fraction, "layers": layers, "not_prunable": skipped}
     return edits, stats
+
+
+def prune_channels(
+    program: Program, fraction: float, criterion: str, data: Dataset | None, seed: int
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Score and prune ``program.module`` in place; returns the edits and the report stats."""
+    if fraction <= 0:
+        return [], {"criterion": criterion, "fraction": fraction, "layers": {}, "not_prunable": {}}
+    groups, skipped, scores = score_channels(program, criterion, data, seed)
+    return apply_pruning(program, groups, scores, fraction, criterion, skipped)

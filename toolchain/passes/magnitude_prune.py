@@ -32,7 +32,7 @@ class MagnitudePrune(TrainingPass):
     )
 
     prune: float = option(0.5, "fraction of each prunable layer's channels to remove, in [0, 1)")
-    criterion: str = option("magnitude", "channel score: magnitude | random | svs")
+    criterion: str = option("magnitude", "channel score: magnitude | random | svs", choices=CRITERIA)
     epochs: int | None = option(None, "fine-tuning epochs (default: the command's --epochs; 0: prune only)")
     lr: float | None = option(None, "learning rate (default: the command's --lr)")
 

@@ -52,7 +52,9 @@ class SoftThresholdPrune(TrainingPass):
     )
 
     sparsity: float = option(0.5, "target fraction of zero weights per layer, in [0, 1)")
-    schedule: str = option("sine", "threshold growth: sine (S-LATS) | linear | cosine | constant")
+    schedule: str = option(
+        "sine", "threshold growth: sine (S-LATS) | linear | cosine | constant", choices=tuple(SCHEDULES)
+    )
     edge_layers: bool = option(True, "prune the first and last synapse too")
     layers: str = option("", "per-layer choice, e.g. net.0:skip (any width > 0 means prune)")
     epochs: int | None = option(None, "fine-tuning epochs (default: the command's --epochs)")

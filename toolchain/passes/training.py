@@ -27,17 +27,13 @@ from torch import nn
 from edgec.errors import UsageError
 from edgec.fakequant import WeightQuantizer, attach, bake
 from edgec.finetune import FinetuneOptions, FinetuneResult, TrainingHook, finetune
+from edgec.options import option  # noqa: F401 - passes declare their options with it
 from edgec.passes.base import Pass, PassContext
 from edgec.policy import LayerPolicy, parse_layers, synapses_in_order
 from edgec.quant import LayerQuant
 
 if TYPE_CHECKING:
     from edgec.program import Program
-
-
-def option(default: Any, help: str) -> Any:
-    """A pass option with its one-line description (shown by ``edgec recipes``)."""
-    return dataclasses.field(default=default, metadata={"help": help})
 
 
 def check_bits(name: str, bits: int, low: int, high: int) -> None:
@@ -97,13 +93,14 @@ class TrainingPass(Pass):
         *,
         hooks: Sequence[TrainingHook] = (),
         teacher: nn.Module | None = None,
+        options: FinetuneOptions | None = None,
     ) -> FinetuneResult:
         assert ctx.train is not None  # the pass manager checks `needs` before calling
         return finetune(
             program,
             ctx.train,
             ctx.holdout,
-            self.finetune_options(ctx),
+            options or self.finetune_options(ctx),
             hooks=hooks,
             teacher=teacher,
             progress=ctx.progress,
