@@ -58,9 +58,9 @@ ABLATION = [
 
 def deployed_accuracy(model: Any, workdir: Path, name: str, options: dict[str, Any] | None = None) -> float:
     """Compile for Loihi and measure the emulator's top-1 on the holdout."""
-    from edgec.config import load_config
-
     import dataclasses
+
+    from edgec.config import load_config
 
     cfg = dataclasses.replace(load_config(target="loihi"), target_options={"loihi": options or {}})
     art = edgec.compile(model, config=cfg, out=workdir / f"{name}-loihi", force=True)
