@@ -87,7 +87,7 @@ def models_cmd(as_json: JsonOpt = False) -> None:
         return
     table = Table(title="zoo models")
     for col in ("name", "kind", "input shape", "weights", "description"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "name", overflow="fold")  # names stay whole: users type them
     for e in entries.values():
         table.add_row(
             e.name,
