@@ -233,3 +233,17 @@ def test_int8_scheme_is_checked_against_fp32_and_the_better_one_kept(tmp_path, m
     assert ("QLinearAdd" in ops) == (check["chosen"] == "u8s8")
     if not any(t["passed"] for t in tried):
         assert "disagrees with FP32 on the calibration data" in caplog.text
+
+
+def test_compile_json_stdout_is_only_json(cli_proc, tmp_path):
+    """Issue 15.12 (export side): the TorchScript exporter, failing on a dict output before the
+    dynamo exporter succeeds, printed the whole Torch IR graph from C++ onto stdout, so
+    `compile --json` was not JSON. Now stdout is the report and stderr has no IR dump."""
+    torch.manual_seed(0)
+    path = tmp_path / "heads.pt"
+    torch.jit.save(torch.jit.trace(Heads(True).eval(), torch.rand(1, 20), strict=False), path)
+    res = cli_proc("compile", path, "--input-shape", "1,20", "-o", tmp_path / "out", "--json")
+    _ok(res)
+    report = json.loads(res.stdout)
+    assert [o["name"] for o in report["target_report"]["export"]["outputs"]] == ["cls", "box"]
+    assert "Torch IR graph" not in res.stderr and "prim::DictConstruct" not in res.stderr
