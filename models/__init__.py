@@ -36,8 +36,9 @@ class ZooEntry:
         import torch
 
         module_name, _, fn = self.builder.partition(":")
-        torch.manual_seed(0)  # random-init entries are reproducible
-        model: nn.Module = getattr(importlib.import_module(module_name), fn)()
+        with torch.random.fork_rng(devices=[]):  # random-init entries are reproducible; the caller's RNG
+            torch.manual_seed(0)  # state is left as it was (review: the zoo seeded the global RNG)
+            model: nn.Module = getattr(importlib.import_module(module_name), fn)()
         if pretrained and self.weights is not None:
             with resources.as_file(resources.files("edgec.models") / "weights" / self.weights) as path:
                 model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

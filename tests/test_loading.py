@@ -225,3 +225,15 @@ def test_api_compiles_an_exported_program_and_verifies_an_in_memory_module(tmp_p
     assert "files=['model', 'source_model']" in text
     with pytest.raises(edgec.UsageError, match="cannot compile a dict"):
         edgec.compile({"weights": 1}, out=tmp_path / "bad")
+
+
+def test_building_a_zoo_model_leaves_the_callers_random_state_alone():
+    torch.manual_seed(123)
+    want = torch.rand(3)
+    torch.manual_seed(123)
+    ZOO["resnet20"].build()
+    assert torch.equal(torch.rand(3), want)
+    a, b = ZOO["resnet20"].build(), ZOO["resnet20"].build()  # random-init entries stay reproducible
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )

@@ -90,10 +90,11 @@ class LoihiTarget(Target):
     # ---- emit -----------------------------------------------------------------------------------
     def lower(self, program: Program, out_dir: Path, ctx: PassContext) -> Lowered:
         from .emulator import Emulator
-        from .graph import analyze, resource_counts
+        from .graph import analyze
         from .lowering import plan_network
         from .netlist import read_netx, write_netx
         from .nir_io import DT, NirUnsupported, write_nir
+        from .rules import resource_counts
 
         if ctx.config is None:
             raise UsageError("the Loihi target needs a compile configuration")
