@@ -156,7 +156,7 @@ def _demo_loihi(output: Path, progress: RichProgress) -> None:
     snn_dir = output / "digits-snn-mlp-loihi"
     out.rule("4. the bundled spiking MLP for Loihi 2: check, compile to netx + NIR, verify")
     _, rows = api.check("zoo:digits-cnn", target="loihi")
-    rules = ", ".join(f"{g.rule} x{g.count}" for g in group_violations(rows))
+    rules = ", ".join(g.rule + (f" x{g.count}" if g.count > 1 else "") for g in group_violations(rows))
     out.print(f"  check zoo:digits-cnn (an ANN) for loihi: {len(rows)} violations ({rules})", highlight=False)
     _, rows = api.check("zoo:digits-snn-mlp", target="loihi")
     out.print(f"  check zoo:digits-snn-mlp for loihi: {'ok' if not rows else f'{len(rows)} violations'}")
