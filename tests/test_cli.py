@@ -337,3 +337,10 @@ def test_why_not_table_keeps_rule_names_whole_and_groups_repeats(cli):
     assert all(ln.startswith(("why not", "- ", "  what to do: ")) for ln in lines)
     res = cli("check", "zoo:digits-cnn", "--target", "loihi")  # the CLI pipes its output: plain lines
     assert res.exit_code == 4 and "- features.6: pooling: MaxPool2d" in res.stdout
+
+
+def test_bench_names_its_backend_and_threads(cli, digits_fp32):
+    """bench printed "(default)" where it meant the backend (issue 15 item 14)."""
+    res = cli("bench", digits_fp32, "--iterations", "5", "--threads", "1")
+    assert res.exit_code == 0, res.stderr
+    assert "5 runs on backend onnxruntime (1 thread)" in res.stdout and "(default)" not in res.stdout

@@ -571,6 +571,6 @@ def test_demo_ends_with_the_spiking_mlp_on_loihi(cli, tmp_path):
     res = cli("demo", "-o", str(tmp_path / "demo"))
     assert res.exit_code == 0, res.stderr
     assert "check zoo:digits-snn-mlp for loihi: ok" in res.stdout
-    assert "pooling x1" in res.stdout  # the ANN's why-not summary
+    assert "(not-spiking, batchnorm x2, non-spiking-activation x3, pooling)" in res.stdout  # why not, grouped
     assert (tmp_path / "demo" / "digits-snn-mlp-loihi" / "network.net").is_file()
     assert "deployed network (emulator, bit-exact with Lava fixed_pt)" in res.stdout

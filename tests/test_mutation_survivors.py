@@ -452,12 +452,6 @@ def test_a_threshold_that_rounds_to_zero_is_refused_on_the_neuron(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a declared weight_scale lowers every weight to 0 ('a dense layer has only zero weights'): "
-    "lowering.py _grids returns _Grid(q, 0, weight_scale, ...) and build_layer stores q * mult = q * 0; "
-    "the multiplier of a declared grid should be 1 (stored q, sigma = weight_scale)",
-)
 def test_a_declared_weight_scale_is_used_exactly_or_refused(tmp_path):
     """lowering.py:329 / 330 (the declared-scale check: `weight is not None` -> `is None`, `-` -> `%`):
     a synapse declaring `weight_scale` gets exactly W / scale as its integers; a scale that does not

@@ -126,9 +126,11 @@ def _grids(fl: FloatLayer, bits: int, calibrate: bool) -> list[_Grid]:
     """Candidate weight grids of a layer, best guess first."""
     assert fl.weight is not None
     w = fl.weight
-    if fl.weight_scale is not None:
+    if fl.weight_scale is not None:  # the layer's own grid (a quantizer's): W = weight_scale * q, kept
         q = np.rint(w / fl.weight_scale).astype(np.int64)
-        return [_Grid(q, 0, fl.weight_scale, "declared weight_scale")]
+        k = int(np.abs(q).max())
+        m = multipliers(k)[0]  # stored q * m, one unit of it worth weight_scale / m (netx-exact, even)
+        return [_Grid(q, m, fl.weight_scale / m, "declared weight_scale")]
     found = detect_grid(w, min(bits, MAX_BITS))
     if found is not None:
         s, q = found
@@ -304,7 +306,7 @@ def plan_layer(
             row["grid"] = grid.how + " (calibrated)"
     violations += _range_violations(fl, grid, la, row)
     if grid.how.startswith("declared") and la.weight is not None:
-        exact = np.abs(fl.weight / grid.sigma - grid.q).max() <= _GRID_ATOL
+        exact = np.abs(fl.weight / (grid.sigma * grid.mult) - grid.q).max() <= _GRID_ATOL
         if not exact or int(np.abs(la.weight).max()) > 256:
             violations.append(
                 Violation(

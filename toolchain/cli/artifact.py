@@ -141,7 +141,9 @@ def bench_cmd(
     if as_json:
         emit_json(res.to_dict())
         return
-    threads = f"{res.threads} threads" if res.threads else "the runtime's threads"
+    threads = "the runtime's threads"
+    if res.threads:
+        threads = f"{res.threads} thread" + ("s" if res.threads != 1 else "")
     out.print(
         f"batch {res.batch_size}, {res.iterations} runs on backend {res.backend} ({threads}): "
         f"p50 {res.p50_ms:.3f} ms, p90 {res.p90_ms:.3f} ms, throughput {res.throughput_per_s:,.1f} samples/s",
