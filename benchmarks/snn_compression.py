@@ -66,7 +66,7 @@ def deployed_accuracy(model: Any, workdir: Path, name: str, options: dict[str, A
     art = edgec.compile(model, config=cfg, out=workdir / f"{name}-loihi", force=True)
     x, y = open_dataset(f"{DATA}:holdout").arrays()
     out = edgec.run(art, x)
-    spikes = out["spikes"] if isinstance(out, dict) else out
+    spikes = next(iter(out.values())) if isinstance(out, dict) else out  # [N, T, classes]
     pred = np.asarray(spikes).reshape(len(x), spikes.shape[1], -1).sum(1).argmax(1)
     return float((pred == y).mean())
 

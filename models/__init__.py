@@ -127,6 +127,18 @@ ZOO: dict[str, ZooEntry] = {
             dataset="builtin:digits",
         ),
         ZooEntry(
+            "digits-sdt",
+            "edgec.models.spike_driven_transformer:SpikeDrivenTransformer",
+            (1, 8, 8),
+            "tiny Spike-driven Transformer (spike-driven self-attention: mask and add; 2 blocks, D=32, T=8) "
+            "on builtin:digits; CPU yes, Loihi why-not",
+            kind="snn",
+            timesteps=8,
+            encoder={"kind": "rate", "gain": 1.0, "seed": 0},
+            weights="digits-sdt.pt",
+            dataset="builtin:digits",
+        ),
+        ZooEntry(
             "resnet18",
             "edgec.models.resnet:resnet18",
             (3, 224, 224),

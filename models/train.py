@@ -177,7 +177,7 @@ def train_digits_sdt() -> tuple[nn.Module, float]:
     from edgec.models.spike_driven_transformer import SpikeDrivenTransformer
 
     torch.manual_seed(0)
-    return train_with_core_loop(SpikeDrivenTransformer(), epochs=10, lr=3e-3)
+    return train_with_core_loop(SpikeDrivenTransformer(), epochs=8, lr=2e-3)
 
 
 TRAINERS: dict[str, Callable[[], tuple[nn.Module, float]]] = {

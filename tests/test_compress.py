@@ -237,3 +237,11 @@ def test_qp_snn_on_loihi_emulator_equals_real_lava_spike_for_spike(tmp_path):
     result = edgec.verify(art, backend="lava", limit=20)
     assert result.metrics["lava_samples_identical"] == 20
     assert result.metrics["lava_spikes_identical"] == 1.0
+
+
+def test_spiking_zoo_on_loihi_lowers_the_vgg_and_explains_the_resnet_and_transformer():
+    assert edgec.check("zoo:digits-snn-vgg", target="loihi")[1] == []
+    resnet = {v.rule for v in edgec.check("zoo:digits-snn-resnet", target="loihi")[1]}
+    assert "residual-add" in resnet
+    sdt = {v.rule for v in edgec.check("zoo:digits-sdt", target="loihi")[1]}
+    assert "residual-add" in sdt and "synapse-without-neuron" in sdt
