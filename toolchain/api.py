@@ -59,6 +59,7 @@ def _prepare(model: Any, cfg: CompileConfig) -> tuple[Target, Program, CompileCo
         input_shape=cfg.input_shape,
         trust_pickle=cfg.trust_pickle,
         timesteps=cfg.timesteps,
+        dt=cfg.dt,
     )
     return target, program, cfg
 

@@ -127,8 +127,15 @@ class CompileConfig(TrainingOptions, DataOptions):
     input_shape: tuple[int, ...] | None = option(
         None, "input shape with batch, e.g. 1,3,32,32 (TorchScript needs it)", kind="shape"
     )
-    arch: str | None = option(None, "zoo architecture of a state_dict file (see `edgec models`)")
+    arch: str | None = option(
+        None,
+        "architecture of a state_dict file: a zoo name (see `edgec models`) or package.module:Factory "
+        "(a callable returning the nn.Module)",
+    )
     trust_pickle: bool = option(False, "allow unpickling a whole module (runs its code)")
+    dt: float | None = option(
+        None, "NIR graphs: seconds per timestep (default: the graph's, else 1e-4)", minimum=1e-12
+    )
     passes: list[PassSpec] = option(
         [],
         "a pass or compression recipe to run, in order (repeatable; NAME or NAME:key=value,...; "

@@ -76,7 +76,8 @@ def detect_format(path: Path) -> str:
         return "torch_save"  # legacy (non-zip) torch.save format
     raise ModelError(
         f"'{path}' is not a PyTorch model file",
-        hint="give a torch.export .pt2, a TorchScript file, a state_dict (with --arch), or zoo:NAME",
+        hint="give a torch.export .pt2, a TorchScript file, a state_dict (with --arch), a NIR graph, "
+        "or zoo:NAME",
     )
 
 
@@ -144,7 +145,7 @@ def _load_torch_save(path: Path, *, trust_pickle: bool, arch: str | None) -> tup
             f"'{path}' holds a state_dict (weights only)",
             hint="pass --arch NAME to say which architecture they belong to (see `edgec models`)",
         )
-    module = _zoo_entry(arch, "--arch").build(pretrained=False)
+    module = _arch_module(arch)
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -161,10 +162,23 @@ def _load_torch_save(path: Path, *, trust_pickle: bool, arch: str | None) -> tup
         ]
         raise ModelError(
             f"the state_dict in '{path}' does not fit --arch {arch}: {', '.join(parts)}",
-            hint="check --arch (see `edgec models`)",
+            hint="check --arch (see `edgec models`)"
+            if ":" not in arch
+            else "the factory must build the architecture the weights were saved from",
         )
     module.load_state_dict(state, strict=True)
     return module, "state_dict"
+
+
+def _arch_module(arch: str) -> nn.Module:
+    """``--arch``: a zoo name, or ``package.module:Factory`` (a callable returning the nn.Module,
+    called without arguments; recorded in artifacts and program stores so they can rebuild it)."""
+    if ":" in arch:
+        from edgec.store import build_arch
+
+        return build_arch({"kind": "factory", "ref": arch})
+    module: nn.Module = _zoo_entry(arch, "--arch").build(pretrained=False)
+    return module
 
 
 def load_program(
@@ -174,8 +188,10 @@ def load_program(
     input_shape: tuple[int, ...] | None = None,
     trust_pickle: bool = False,
     timesteps: int | None = None,
+    dt: float | None = None,
 ) -> Program:
-    """Load and validate a model. ``input_shape`` includes the batch dimension."""
+    """Load and validate a model. ``input_shape`` includes the batch dimension; ``dt`` is the time
+    step (s) of a NIR graph (:mod:`edgec.nirgraph`)."""
     import torch
     from torch import nn
 
@@ -212,10 +228,18 @@ def load_program(
         program = entry.program()
     else:
         program = _program_from_file(
-            Path(model), arch=arch, input_shape=input_shape, trust_pickle=trust_pickle
+            Path(model),
+            arch=arch,
+            input_shape=input_shape,
+            trust_pickle=trust_pickle,
+            dt=dt,
+            timesteps=timesteps,
         )
     if input_shape is not None and tuple(program.example_input.shape) != tuple(input_shape):
         program = program.replace(example_input=_example(input_shape), outputs=())
+    from edgec.frameworks import import_foreign
+
+    program = import_foreign(program)  # snnTorch, SpikingJelly, Norse, Sinabs layers -> edgec.snn
     if program.kind == "ann":
         from edgec.snn import is_spiking, snn_defaults
 
@@ -234,7 +258,13 @@ def _example(shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def _program_from_file(
-    path: Path, *, arch: str | None, input_shape: tuple[int, ...] | None, trust_pickle: bool
+    path: Path,
+    *,
+    arch: str | None,
+    input_shape: tuple[int, ...] | None,
+    trust_pickle: bool,
+    dt: float | None = None,
+    timesteps: int | None = None,
 ) -> Program:
     import torch
 
@@ -246,6 +276,11 @@ def _program_from_file(
         return load_program_dir(path)
     if path.is_dir():
         raise UsageError(f"'{path}' is a directory, not a model file")
+    from edgec.frontends import LoadOptions, frontend_for
+
+    frontend = frontend_for(path)  # NIR, ... (edgec.frontends)
+    if frontend is not None:
+        return frontend.load(path, LoadOptions(input_shape=input_shape, dt=dt, timesteps=timesteps))
     fmt = detect_format(path)
     digest = sha256_of(path)
     shape = input_shape
@@ -271,13 +306,18 @@ def _program_from_file(
         module, kind = _load_torch_save(path, trust_pickle=trust_pickle, arch=arch)
         source = SourceInfo(kind, str(path.resolve()), digest, arch=arch, trusted_pickle=kind == "pickle")  # type: ignore[arg-type]
         if shape is None and arch is not None:
-            shape = (1, *_zoo_entry(arch, "--arch").input_shape)
+            declared = (
+                getattr(module, "input_shape", None)
+                if ":" in arch
+                else _zoo_entry(arch, "--arch").input_shape
+            )
+            shape = (1, *declared) if declared else None
     if shape is None:
         raise UsageError(
             f"cannot tell the input shape of '{path}' ({fmt})",
             hint="pass --input-shape, e.g. --input-shape 1,3,32,32",
         )
-    if arch is not None:
+    if arch is not None and ":" not in arch:
         entry = _zoo_entry(arch, "--arch")
         return entry.program(module=module, source=source, example_input=_example(shape))
     return Program(

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # torch is heavy: imported lazily so `edgec --help` stays fas
     from edgec.quant import LayerQuant
 
 ModelKind = Literal["ann", "snn"]
-SourceFormat = Literal["zoo", "state_dict", "torchscript", "export", "pickle", "module", "program"]
+SourceFormat = Literal["zoo", "state_dict", "torchscript", "export", "pickle", "module", "program", "nir"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class SourceInfo:
     sha256: str | None = None
     arch: str | None = None  # zoo architecture for state_dicts and zoo models
     trusted_pickle: bool = False  # loaded with --trust-pickle (verify must be told again)
+    dt: float | None = None  # NIR: the time step (s) the graph was discretised with (edgec.nirgraph)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -114,7 +115,9 @@ class Program:
         return dataclasses.replace(self, **changes)
 
     def describe(self) -> dict[str, Any]:
+        extra = {"import": self.metadata["import"]} if "import" in self.metadata else {}
         return {
+            **extra,
             "name": self.name,
             "kind": self.kind,
             "input_shape": list(self.input_shape),

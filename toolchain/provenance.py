@@ -127,7 +127,12 @@ def source_program(artifact: Artifact, *, trust_pickle: bool = False) -> Program
             )
         model = path.parent if src.format == "program" else path
     return load_program(
-        model, arch=src.arch, input_shape=shape, trust_pickle=trust_pickle, timesteps=prog.get("timesteps")
+        model,
+        arch=src.arch,
+        input_shape=shape,
+        trust_pickle=trust_pickle,
+        timesteps=prog.get("timesteps"),
+        dt=src.dt,
     ).replace(encoder=prog.get("encoder"))
 
 

@@ -326,8 +326,89 @@ class TimeDistributed(nn.Module):
         return y.reshape(t, b, *y.shape[1:])
 
 
+class LIF(CubaLIF):
+    """Leaky integrate-and-fire without a current state: :class:`CubaLIF` with ``du = 1``.
+
+    Per step ``v[t] = (1 - dv) v[t-1] + x[t] + b``, spike ``v > threshold``, reset to 0 -- Loihi's CUBA
+    neuron with ``iDecay = 4096`` (the current is each step's input). NIR's ``LIF`` maps here
+    (docs/nir.md: ``dv = dt / tau``, the input scaled by ``dv r``, ``b = dv v_leak``).
+    """
+
+    def __init__(
+        self,
+        features: int | None = None,
+        *,
+        dv: float = 0.25,
+        threshold: float = 1.0,
+        bias: bool = False,
+        slope: float = 10.0,
+        detach_reset: bool = True,
+    ) -> None:
+        super().__init__(
+            features, du=1.0, dv=dv, threshold=threshold, bias=bias, slope=slope, detach_reset=detach_reset
+        )
+
+
+class IF(LIF):
+    """Integrate-and-fire: :class:`LIF` with ``dv = 0`` (no leak): ``v[t] = v[t-1] + x[t] + b``."""
+
+    def __init__(
+        self,
+        features: int | None = None,
+        *,
+        threshold: float = 1.0,
+        bias: bool = False,
+        slope: float = 10.0,
+        detach_reset: bool = True,
+    ) -> None:
+        super().__init__(
+            features, dv=0.0, threshold=threshold, bias=bias, slope=slope, detach_reset=detach_reset
+        )
+
+
+class LI(nn.Module):
+    """Leaky integrator, a non-spiking readout: ``v[t] = (1 - dv) v[t-1] + x[t] + b``, output ``v``.
+
+    NIR's ``LI`` (``dv = dt / tau``) and ``I`` (``dv = 0``) map here. Loihi's netx layers end in a
+    spiking neuron, so the Loihi target refuses it as a readout (``edgec check`` says so); the CPU
+    runs it.
+    """
+
+    is_spiking_neuron = True  # a neuron layer of the vocabulary (state over time), though it emits voltages
+
+    dv: torch.Tensor
+
+    def __init__(self, features: int | None = None, *, dv: float = 0.25, bias: bool = False) -> None:
+        super().__init__()
+        if not 0.0 <= dv <= 1.0:
+            raise ValueError(f"LI decay must lie in [0, 1], got dv={dv}")
+        if bias and features is None:
+            raise ValueError("LI(bias=True) needs `features` (neurons or channels)")
+        self.features = features
+        self.register_buffer("dv", torch.tensor(float(dv)))
+        self.bias = nn.Parameter(torch.zeros(features)) if bias and features is not None else None
+
+    def extra_repr(self) -> str:
+        return f"features={self.features}, dv={float(self.dv):g}, bias={self.bias is not None}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Input ``[T, B, ...]`` -> voltages ``[T, B, ...]``."""
+        if x.dim() < 2:
+            raise ValueError(f"LI takes time-major input [T, B, ...], got shape {tuple(x.shape)}")
+        bias: torch.Tensor | float = 0.0
+        if self.bias is not None:
+            bias = self.bias.reshape(-1, *([1] * (x.dim() - 3))) if x.dim() > 3 else self.bias
+        keep = 1.0 - self.dv
+        v = torch.zeros_like(x[0])
+        out = []
+        for t in range(x.shape[0]):
+            v = keep * v + x[t] + bias
+            out.append(v)
+        return torch.stack(out)
+
+
 #: neuron classes of the vocabulary (targets and the energy counter look them up here)
-NEURON_TYPES: tuple[type[nn.Module], ...] = (CubaLIF,)
+NEURON_TYPES: tuple[type[nn.Module], ...] = (CubaLIF, LIF, IF, LI)
 
 
 def is_spiking_neuron(module: nn.Module) -> bool:

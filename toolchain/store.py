@@ -8,7 +8,9 @@ final weights. So a program directory holds:
     {"format": "edgec-program", "version": 1, "name", "kind", "input_shape", "timesteps", "encoder",
      "arch":   {"kind": "zoo", "name": "digits-snn-cnn"}
              | {"kind": "class", "ref": "mypkg.models:MySNN"}     (constructed without arguments)
-             | {"kind": "factory", "ref": "mypkg.models:make"}    (called without arguments),
+             | {"kind": "factory", "ref": "mypkg.models:make"}    (called without arguments)
+             | {"kind": "layers", "layers": [...]}   (a sequential network edgec built: NIR, another
+                                                      SNN framework, ann2snn; edgec.netspec),
      "edits":  [{"op": "prune-channels", "producer": "net.0", "consumer": "net.2", "keep": [...]},
                 {"op": "quantize-state", "layer": "net.1", "bits": 4}, ...],
      "quant":  {layer: LayerQuant}, "history": [PassRecord], "origin": SourceInfo of the first source,
@@ -104,6 +106,10 @@ def build_arch(arch: dict[str, Any]) -> nn.Module:
         if arch.get("name") not in entries:
             raise ModelError(f"unknown zoo architecture '{arch.get('name')}' in {PROGRAM_JSON}")
         return entries[arch["name"]].build(pretrained=False)
+    if kind == "layers":  # a network edgec built (NIR, another framework, ann2snn): edgec.netspec
+        from edgec.netspec import build
+
+        return build(arch).eval()
     if kind in ("class", "factory"):
         obj = _import_ref(str(arch.get("ref")))
         if kind == "class" and not (isinstance(obj, type) and issubclass(obj, nn.Module)):

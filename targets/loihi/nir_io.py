@@ -48,20 +48,15 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import ModelError
+from edgec.nirgraph import NirUnsupported, neuron_nodes
+
+__all__ = ["DT", "NirUnsupported", "netlist_from_nir", "netlist_to_nir", "read_nir", "write_nir"]
 
 from .netlist import DECAY_UNITY, CubaNeuron, Layer, Netlist, conv_out_shape
 
 log = logging.getLogger(__name__)
 
 DT = 1e-4
-
-
-class NirUnsupported(Exception):
-    """The netlist holds something NIR's neuron set cannot express exactly."""
-
-
-def _full(shape: tuple[int, ...], value: float | np.ndarray) -> np.ndarray:
-    return np.broadcast_to(np.asarray(value, dtype=np.float64), shape).astype(np.float64).copy()
 
 
 def _bias_full(la: Layer) -> np.ndarray:
@@ -76,51 +71,18 @@ def _bias_full(la: Layer) -> np.ndarray:
 
 
 def _neuron_nodes(la: Layer, dt: float) -> list[tuple[str, Any]]:
-    import nir
-
+    """The layer's neuron as NIR nodes: the core's float mapping (edgec.nirgraph) in integer units."""
     assert la.neuron is not None
     n = la.neuron
-    shape = la.out_shape
-    du, dv = n.i_decay / DECAY_UNITY, n.v_decay / DECAY_UNITY
-    bias = _bias_full(la)
-    thr = _full(shape, float(n.vth_mant))
-    if du > 0 and dv > 0:
-        return [
-            (
-                "cubalif",
-                nir.CubaLIF(
-                    tau_syn=_full(shape, dt / du),
-                    tau_mem=_full(shape, dt / dv),
-                    r=_full(shape, 1.0 / dv),
-                    v_leak=bias / dv,
-                    v_threshold=thr,
-                    v_reset=np.zeros(shape),
-                    w_in=_full(shape, 1.0 / du),
-                ),
-            )
-        ]
-    if du == 0:
-        current: tuple[str, Any] = ("i", nir.I(r=_full(shape, 1.0 / dt)))
-    else:
-        current = ("li", nir.LI(tau=_full(shape, dt / du), r=_full(shape, 1.0 / du), v_leak=np.zeros(shape)))
-    if dv > 0:
-        voltage: tuple[str, Any] = (
-            "lif",
-            nir.LIF(
-                tau=_full(shape, dt / dv),
-                r=_full(shape, 1.0 / dv),
-                v_leak=bias / dv,
-                v_threshold=thr,
-                v_reset=np.zeros(shape),
-            ),
-        )
-    else:
-        if np.any(bias):
-            raise NirUnsupported(
-                f"layer {la.name}: a bias without voltage decay (vDecay = 0) has no NIR form"
-            )
-        voltage = ("if", nir.IF(r=_full(shape, 1.0 / dt), v_threshold=thr, v_reset=np.zeros(shape)))
-    return [current, voltage]
+    return neuron_nodes(
+        n.i_decay / DECAY_UNITY,
+        n.v_decay / DECAY_UNITY,
+        float(n.vth_mant),
+        _bias_full(la),
+        la.out_shape,
+        dt,
+        la.name,
+    )
 
 
 def _ungroup(w: np.ndarray, groups: int) -> np.ndarray:
