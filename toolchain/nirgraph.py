@@ -490,10 +490,10 @@ class NetBuilder:
             bias = _arr(node.bias).reshape(-1) if node.bias is not None else None
             has_bias = bias is not None and bool(np.any(bias))
             pad = node.padding if isinstance(node.padding, str) else _ints(node.padding, two)
-            conv: nn.Module = (nn.Conv2d if two else nn.Conv1d)(
+            conv: Any = (nn.Conv2d if two else nn.Conv1d)(
                 c_in,
                 int(w.shape[0]),
-                tuple(w.shape[2:]),
+                tuple(w.shape[2:]),  # type: ignore[arg-type]
                 stride=_ints(node.stride, two),
                 padding=pad,
                 dilation=_ints(node.dilation, two),
@@ -503,7 +503,7 @@ class NetBuilder:
             with torch.no_grad():
                 conv.weight.copy_(torch.as_tensor(w))
                 if has_bias:
-                    conv.bias.copy_(torch.as_tensor(bias))  # type: ignore[union-attr]
+                    conv.bias.copy_(torch.as_tensor(bias))
             self.add(TimeDistributed(conv), synapse=True)
             return
         if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
@@ -584,7 +584,7 @@ def module_from_nir(
         raise UsageError(f"dt must be > 0 seconds, got {step:g}")
     nodes, edges, start, _ = _inline(graph)
     order = _chain(nodes, edges, start)
-    known = (
+    known: tuple[Any, ...] = (
         nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d, nir.Flatten,
         nir.Scale, nir.Threshold, nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.I, nir.Input, nir.Output,
     )  # fmt: skip
