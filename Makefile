@@ -18,6 +18,8 @@ $(STAMP): constraints.txt pyproject.toml
 	$(PIP) install -q -c constraints.txt "numpy<2" torch torchvision onnx onnxruntime onnxscript \
 		brevitas nncf typer rich h5py nir scikit-learn safetensors matplotlib scipy "networkx<=2.8.7" "asteval<0.10" \
 		"opencv-python-headless<4.11" "pillow<11" pytest pytest-timeout pytest-xdist jsonschema ruff mypy
+	# the other SNN frameworks edgec reads (the `frameworks` extra): tests and benchmarks/interop.py use them
+	$(PIP) install -q -c constraints.txt snntorch norse spikingjelly sinabs nirtorch
 	# lava-nc / lava-dl declare Requires-Python <3.11 and pin torch 2.3: install them without their deps.
 	$(PIP) install -q --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
 	touch $@
