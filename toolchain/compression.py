@@ -37,9 +37,9 @@ from edgec.artifact import (
     write_json,
 )
 from edgec.config import CompileConfig
-from edgec.data import Dataset, from_arrays, open_dataset
+from edgec.data import Dataset, open_dataset
 from edgec.errors import DataError, UsageError
-from edgec.finetune import FinetuneOptions, evaluate, labelled_arrays
+from edgec.finetune import FinetuneOptions
 from edgec.loading import load_program
 from edgec.options import takes
 from edgec.passes import PassContext, PassManager
@@ -84,8 +84,11 @@ def split_data(
     """Training / validation (seeded split of ``train``) / evaluation data, checked against the model."""
     if not 0.0 < validation < 0.5:
         raise UsageError(f"validation fraction must be in (0, 0.5), got {validation}")
+    from edgec.tasks import task_for
+
+    task = task_for(program)
     ds = _as_dataset(train, "training")
-    x, y = labelled_arrays(ds, program.input_shape, "training")
+    x, y = task.prepare(ds, program.input_shape, "training")
     if len(x) < 4:
         raise DataError(f"training data '{ds.name}' has {len(x)} samples; fine-tuning needs more")
     perm = np.random.default_rng(seed).permutation(len(x))
@@ -101,7 +104,7 @@ def split_data(
         eval_spec = train  # a built-in dataset's evaluation split is its holdout, never seen in training
     evaluation = _as_dataset(eval_spec, "evaluation") if eval_spec is not None else None
     if evaluation is not None:
-        labelled_arrays(evaluation, program.input_shape, "evaluation")
+        task.prepare(evaluation, program.input_shape, "evaluation")
     facts = {
         "train": ds.name,
         "train_samples": len(tr),
@@ -110,21 +113,24 @@ def split_data(
         "evaluation": evaluation.name if evaluation is not None else None,
     }
     return DataSplit(
-        from_arrays(x[tr], y[tr], name=f"{ds.name} (training part)"),
-        from_arrays(x[val], y[val], name=f"{ds.name} (validation part)"),
+        task.subset(x, y, tr, f"{ds.name} (training part)"),
+        task.subset(x, y, val, f"{ds.name} (validation part)"),
         evaluation,
         facts,
     )
 
 
 def summarize(program: Program, data: Dataset | None, device: str = "cpu") -> dict[str, Any]:
-    """Accuracy, operations and size of ``program`` on ``data`` (what the report compares)."""
+    """The task's metric (``accuracy``: top-1, or mAP for detection), operations and size of ``program``
+    on ``data`` (what the report compares)."""
     from edgec.energy.analyze import count_program, energy_section
+    from edgec.tasks import task_for
 
-    out: dict[str, Any] = {"accuracy": None}
+    task = task_for(program)
+    out: dict[str, Any] = {"accuracy": None, "metric": task.metric}
     if data is not None:
-        x, y = labelled_arrays(data, program.input_shape, "evaluation")
-        out["accuracy"] = evaluate(program, program.module, x, y, device=device)
+        x, y = task.prepare(data, program.input_shape, "evaluation")
+        out["accuracy"] = task.evaluate(program, program.module, x, y, device=device)
     counts = count_program(program, data)
     section = energy_section(program, data, table=SUMMARY_TABLES[0], target="(compress)", counts=counts)
     t = section["totals"]
@@ -245,6 +251,7 @@ def _report(
             "source": before["accuracy"],
             "compressed": after["accuracy"],
             "data": split.facts["evaluation"],
+            "metric": before.get("metric", "top-1 accuracy"),
         },
         "before": before,
         "after": after,
@@ -276,7 +283,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "| | source | compressed |",
         "|---|---|---|",
-        f"| top-1 accuracy on {report['accuracy']['data'] or '(no evaluation data)'} "
+        f"| {report['accuracy'].get('metric', 'top-1 accuracy')} on "
+        f"{report['accuracy']['data'] or '(no evaluation data)'} "
         f"| {_fmt(b['accuracy'], True)} | {_fmt(a['accuracy'], True)} |",
         f"| parameters | {_fmt(b['parameters'])} | {_fmt(a['parameters'])} |",
         f"| parameter bytes at bit width | {_fmt(b['param_bytes'])} | {_fmt(a['param_bytes'])} |",
@@ -295,7 +303,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         curve = p["stats"].get("finetune")
         if curve and curve.get("curve"):
             lines.append("")
-            lines.append("  | epoch | loss | validation accuracy |")
+            lines.append(f"  | epoch | loss | validation {curve.get('metric', 'top-1 accuracy')} |")
             lines.append("  |---|---|---|")
             for r in curve["curve"]:
                 lines.append(f"  | {r['epoch']} | {r['loss']:.4f} | {_fmt(r['holdout_accuracy'], True)} |")

@@ -2,7 +2,14 @@
 
 Shaped like ``nncf.Dataset``: an iterable ``source`` plus an optional ``transform`` that turns one
 item into a sample. A sample is ``(x, y)`` with ``x`` a float32 array of one input (no batch
-dimension) and ``y`` an integer label or ``None``.
+dimension) and ``y`` its target:
+
+* an integer class label (classification), or ``None`` (unlabelled: calibration only);
+* a target dict (detection, :data:`Target`): ``{"boxes": float32 [K, 4], "labels": int64 [K]}``,
+  boxes as ``(x0, y0, x1, y1)`` in pixels of ``x`` (``x1``, ``y1`` exclusive: a box of width
+  ``x1 - x0`` pixels), ``labels`` the class of each box (K may be 0). Such a dataset says
+  ``metadata["task"] = "detection"``; :meth:`Dataset.targets` returns its samples' dicts, and
+  :meth:`Dataset.arrays` gives ``y = None`` for it (there are no class labels).
 
 Where data comes from is a *spec* string (``--calib SRC`` / ``--data SRC``)::
 
@@ -29,11 +36,14 @@ import numpy as np
 from edgec.errors import DataError, UsageError
 
 Purpose = Literal["calibration", "training", "evaluation"]
-Sample = tuple[np.ndarray, int | None]
+#: a detection sample's target: ``{"boxes": float32 [K, 4] (x0, y0, x1, y1) pixels, "labels": int64 [K]}``
+Target = dict[str, np.ndarray]
+Sample = tuple[np.ndarray, int | Target | None]
 
 # name -> "module:function(purpose, split) -> Dataset"; the core imports the loader only when used.
 BUILTIN_DATASETS: dict[str, str] = {
     "digits": "edgec.calibration.builtin:load_digits",
+    "shapes": "edgec.calibration.shapes:load_shapes",
 }
 _FILE_LOADER = "edgec.calibration.files:load_array_file"
 _FOLDER_LOADER = "edgec.calibration.files:load_image_folder"
@@ -74,15 +84,38 @@ class Dataset:
     def arrays(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """All (or the first ``limit``) samples stacked: ``x`` [N, ...] float32, ``y`` [N] or None."""
         xs: list[np.ndarray] = []
-        ys: list[int | None] = []
+        ys: list[int | Target | None] = []
         for x, y in self.take(limit):
             xs.append(x)
             ys.append(y)
         if not xs:
             raise DataError(f"data '{self.name}' is empty", hint="give at least one sample")
         x_all = np.stack(xs).astype(np.float32, copy=False)
-        y_all = None if any(y is None for y in ys) else np.asarray(ys, dtype=np.int64)
+        labels = all(y is not None and not isinstance(y, dict) for y in ys)
+        y_all = np.asarray(ys, dtype=np.int64) if labels else None
         return x_all, y_all
+
+    def targets(self, limit: int | None = None) -> tuple[np.ndarray, list[Target]]:
+        """All (or the first ``limit``) samples of a detection dataset: ``x`` [N, ...] float32 and one
+        target dict per sample (see the module docstring)."""
+        xs: list[np.ndarray] = []
+        ts: list[Target] = []
+        for i, (x, y) in enumerate(self.take(limit)):
+            if not isinstance(y, dict) or "boxes" not in y or "labels" not in y:
+                raise DataError(
+                    f"sample {i} of data '{self.name}' has no boxes (its target is {type(y).__name__})",
+                    hint="detection needs samples (x, {'boxes': [K, 4], 'labels': [K]}), e.g. builtin:shapes",
+                )
+            xs.append(x)
+            ts.append(
+                {
+                    "boxes": np.asarray(y["boxes"], np.float32).reshape(-1, 4),
+                    "labels": np.asarray(y["labels"], np.int64).reshape(-1),
+                }
+            )
+        if not xs:
+            raise DataError(f"data '{self.name}' is empty", hint="give at least one sample")
+        return np.stack(xs).astype(np.float32, copy=False), ts
 
     def batches(self, batch_size: int, limit: int | None = None) -> Iterator[np.ndarray]:
         buf: list[np.ndarray] = []
@@ -127,6 +160,22 @@ def from_arrays(x: np.ndarray, y: np.ndarray | None = None, *, name: str = "arra
         return x[i], (None if labels is None else labels[i])
 
     return Dataset(items, transform, name=name, metadata={"num_samples": len(x)})
+
+
+def from_targets(
+    x: np.ndarray, targets: list[Target], *, name: str = "arrays", metadata: dict[str, Any] | None = None
+) -> Dataset:
+    """A detection dataset over in-memory inputs ``x`` [N, ...] and one target dict per sample."""
+    x = validate_float_array(x, name)
+    if len(targets) != len(x):
+        raise DataError(f"'{name}' has {len(x)} inputs but {len(targets)} targets (one per sample)")
+    items = list(range(len(x)))
+
+    def transform(i: int) -> Sample:
+        return x[i], targets[i]
+
+    meta = {"num_samples": len(x), "task": "detection", **(metadata or {})}
+    return Dataset(items, transform, name=name, metadata=meta)
 
 
 def validate_float_array(x: Any, name: str) -> np.ndarray:

@@ -9,8 +9,12 @@
   counts; evaluation uses the program's own encoder, as every target does;
 * quantization-aware training works through the weight parametrizations the pass registered
   (:mod:`edgec.fakequant`, straight-through estimators);
-* the held-out metric (top-1 accuracy) is measured before training and after each epoch, and the
-  best epoch's weights are kept;
+* what is learned is a *task* (:mod:`edgec.tasks`, chosen by ``program.metadata["task"]``):
+  classification (integer labels, cross-entropy, top-1 accuracy) by default, detection (boxes,
+  DETR's set loss, COCO mAP) for detection programs; the task gives the batches' targets, the loss
+  and the held-out metric;
+* the held-out metric is measured before training and after each epoch, and the best epoch's
+  weights are kept;
 * a pass adds to the loss through :class:`TrainingHook` objects: regularisers (WS-DR, ...),
   schedules (soft-threshold growth, ReSTE's power), and distillation from a teacher model, which the
   loop runs beside the student on the same batch;
@@ -42,6 +46,7 @@ from edgec.progress import NullProgress, Progress
 if TYPE_CHECKING:
     from edgec.data import Dataset
     from edgec.program import Program
+    from edgec.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +81,7 @@ class TrainingHook:
     ``on_epoch_start(epoch, epochs)``  schedules (``epoch`` counts from 0)
     ``loss(batch)``                    an extra loss term (a scalar tensor) or None
     ``teardown()``                     after the last step, also when training stops early
+    ``parameters()``                   the hook's own trainable tensors (trained beside the model's)
     """
 
     name: str = "hook"
@@ -92,6 +98,9 @@ class TrainingHook:
     def teardown(self) -> None:
         return None
 
+    def parameters(self) -> list[nn.Parameter]:
+        return []
+
     def ready(self) -> bool:
         """Whether the current weights are a valid result (a schedule that has not reached its end,
         e.g. a pruning threshold still growing, is not): only such epochs compete for the best."""
@@ -103,12 +112,12 @@ class Batch:
     """One training step's tensors, handed to the hooks."""
 
     x: torch.Tensor  # raw input [B, ...]
-    y: torch.Tensor  # labels [B]
+    y: Any  # the task's targets: labels [B] (classification), a list of box dicts (detection)
     model_input: torch.Tensor  # what the module received ([T, B, ...] for an SNN)
-    output: torch.Tensor  # the module's raw output
-    logits: torch.Tensor  # class scores [B, C] (spike counts for an SNN)
-    teacher_output: torch.Tensor | None = None
-    teacher_logits: torch.Tensor | None = None
+    output: Any  # the module's raw output (a dict of tensors for a detection model)
+    logits: Any  # class scores [B, C] (spike counts for an SNN); the output itself for other tasks
+    teacher_output: Any = None
+    teacher_logits: Any = None
     step: int = 0
     epoch: int = 0
 
@@ -118,7 +127,7 @@ class EpochRecord:
     epoch: int
     loss: float
     terms: dict[str, float]
-    holdout_accuracy: float | None
+    holdout_accuracy: float | None  # the task's held-out metric (FinetuneResult.metric)
     lr: float
     seconds: float
 
@@ -130,10 +139,12 @@ class FinetuneResult:
     best_epoch: int | None = None  # None: the weights before training were the best
     best_accuracy: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    metric: str = "top-1 accuracy"  # what initial / best / holdout_accuracy measure
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "options": self.options,
+            "metric": self.metric,
             "initial_accuracy": self.initial_accuracy,
             "best_epoch": self.best_epoch,
             "best_accuracy": self.best_accuracy,
@@ -226,17 +237,24 @@ def finetune(
     hooks: Sequence[TrainingHook] = (),
     teacher: nn.Module | None = None,
     task_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    task: Task | None = None,
     parameters: Sequence[nn.Parameter] | None = None,
     progress: Progress | None = None,
     description: str = "fine-tuning",
 ) -> FinetuneResult:
-    """Train ``program.module`` in place (see the module docstring); returns the training record."""
+    """Train ``program.module`` in place (see the module docstring); returns the training record.
+
+    ``task`` defaults to the program's (:func:`edgec.tasks.task_for`); ``task_loss`` replaces the
+    cross-entropy of a classification task."""
+    from edgec.tasks import ClassificationTask, task_for
+
     progress = progress or NullProgress()
     device = resolve_device(options.device)
     module = program.module
-    x_tr, y_tr = labelled_arrays(train, program.input_shape, "training")
-    held = labelled_arrays(holdout, program.input_shape, "held-out") if holdout is not None else None
-    task_loss = task_loss or nn.functional.cross_entropy
+    if task is None:
+        task = ClassificationTask(task_loss) if task_loss is not None else task_for(program)
+    x_tr, y_tr = task.prepare(train, program.input_shape, "training")
+    held = task.prepare(holdout, program.input_shape, "held-out") if holdout is not None else None
     torch.manual_seed(options.seed)
     gen = torch.Generator().manual_seed(options.seed)
     module.to(device)
@@ -245,6 +263,7 @@ def finetune(
     params = (
         list(parameters) if parameters is not None else [p for p in module.parameters() if p.requires_grad]
     )
+    params += [p for h in hooks for p in h.parameters()]
     if not params:
         raise ModelError("the model has no trainable parameters to fine-tune")
     opt = torch.optim.Adam(params, lr=options.lr, weight_decay=options.weight_decay)
@@ -254,9 +273,9 @@ def finetune(
     def held_accuracy() -> float | None:
         if held is None:
             return None
-        return evaluate(program, module, held[0], held[1], device=options.device)
+        return task.evaluate(program, module, held[0], held[1], device=options.device)
 
-    result = FinetuneResult(initial_accuracy=held_accuracy(), options=asdict(options))
+    result = FinetuneResult(initial_accuracy=held_accuracy(), options=asdict(options), metric=task.metric)
     best_state = copy.deepcopy(module.state_dict())
     # the starting weights compete for the best only if no hook's schedule has yet to run
     best: float | None = result.initial_accuracy
@@ -264,7 +283,7 @@ def finetune(
     for h in hooks:
         h.setup(module, teacher)
     step = 0
-    xs, ys = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
+    xs = torch.from_numpy(x_tr)
     try:
         for epoch in range(options.epochs):
             started = time.perf_counter()
@@ -275,10 +294,10 @@ def finetune(
             n_batches = math.ceil(len(xs) / options.batch_size)
             totals: dict[str, float] = {}
             loss_sum = 0.0
-            with progress.task(f"{description}: epoch {epoch + 1}/{options.epochs}", total=n_batches) as task:
+            with progress.task(f"{description}: epoch {epoch + 1}/{options.epochs}", total=n_batches) as bar:
                 for i in range(0, len(xs), options.batch_size):
                     idx = perm[i : i + options.batch_size]
-                    xb, yb = xs[idx].to(device), ys[idx].to(device)
+                    xb, yb = xs[idx].to(device), task.batch_targets(y_tr, idx, device)
                     step += 1
                     mi, out, logits = runner(module, xb, train_step=step)
                     batch = Batch(xb, yb, mi, out, logits, step=step, epoch=epoch)
@@ -286,7 +305,7 @@ def finetune(
                         with torch.no_grad():
                             batch.teacher_output = teacher(mi)
                             batch.teacher_logits = runner.logits(batch.teacher_output)
-                    loss = task_loss(logits, yb)
+                    loss = task.loss(batch)
                     terms = {"task": float(loss.detach())}
                     for h in hooks:
                         extra = h.loss(batch)
@@ -305,7 +324,7 @@ def finetune(
                     loss_sum += float(loss.detach())
                     for k, v in terms.items():
                         totals[k] = totals.get(k, 0.0) + v
-                    task.advance()
+                    bar.advance()
             sched.step()
             acc = held_accuracy()
             record = EpochRecord(

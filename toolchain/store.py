@@ -12,7 +12,8 @@ final weights. So a program directory holds:
              | {"kind": "layers", "layers": [...]}   (a sequential network edgec built: NIR, another
                                                       SNN framework, ann2snn; edgec.netspec),
      "edits":  [{"op": "prune-channels", "producer": "net.0", "consumer": "net.2", "keep": [...]},
-                {"op": "quantize-state", "layer": "net.1", "bits": 4}, ...],
+                {"op": "quantize-state", "layer": "net.1", "bits": 4},
+                {"op": "quantize-inputs", "layers": {"fc": [4, false]}}, ...],
      "quant":  {layer: LayerQuant}, "history": [PassRecord], "origin": SourceInfo of the first source,
      "metadata": {...}, "weights": {"file": "weights.safetensors", "sha256": ...}}
 
@@ -144,6 +145,10 @@ def apply_edits(module: nn.Module, edits: list[dict[str, Any]], example: torch.T
             prune_group(module, match[0], list(edit["keep"]))
         elif op == "quantize-state":
             quantize_state(module.get_submodule(edit["layer"]), int(edit["bits"]))  # type: ignore[arg-type]
+        elif op == "quantize-inputs":
+            from edgec.lsq import attach_input_quantizers
+
+            attach_input_quantizers(module, edit["layers"])
         else:
             raise ModelError(f"{PROGRAM_JSON} holds an unknown edit {op!r}")
 

@@ -324,8 +324,13 @@ class Target(ABC):
         min_agreement: float = 0.98,
         batch_size: int = 64,
     ) -> VerifyResult:
-        """Default: run artifact and source on the same inputs; max-abs error and top-1 agreement."""
-        x, y = data.arrays(limit)
+        """Default: run artifact and source on the same inputs and compare them as the program's task
+        does (:mod:`edgec.tasks`): classification by max-abs error and top-1 agreement, detection by
+        the mAP of both on the data's boxes."""
+        from edgec.tasks import task_for
+
+        task = task_for(program)
+        x, y = task.inputs(data, limit)
         run = self.session(artifact, backend=backend)
         outs: list[dict[str, np.ndarray]] = []
         refs: list[dict[str, np.ndarray]] = []
@@ -333,7 +338,7 @@ class Target(ABC):
             xb = x[i : i + batch_size]
             outs.append(run(xb))
             refs.append(self.reference(program, xb))
-        return compare_outputs(_stack(outs), _stack(refs), y, min_agreement=min_agreement)
+        return task.compare(_stack(outs), _stack(refs), y, min_agreement=min_agreement)
 
 
 def _stack(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

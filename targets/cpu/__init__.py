@@ -37,7 +37,8 @@ class CpuTarget(Target):
     precisions: ClassVar[dict[str, str]] = {
         "none": "FP32",
         "int8": "INT8: uint8 activations, int8 per-channel weights, QDQ fused by ONNX Runtime "
-        "(needs --calib)",
+        "(needs --calib; a program with learned steps (lsq, q-detr) keeps them, its low-bit grids carried "
+        "in int8)",
     }
 
     def __init__(self) -> None:
@@ -99,7 +100,16 @@ class CpuTarget(Target):
             "fp32_bytes": len(data),
         }
         final = out_dir / MODEL_FILE
-        if config.quantize == "int8":
+        from edgec.targets.cpu.learned import has_learned_activations, quantize_learned
+
+        if config.quantize == "int8" and has_learned_activations(program):
+            # a compression pass learned the steps (lsq, q-detr): Q/DQ from them, nothing calibrated
+            fp32 = out_dir / ".model_fp32.onnx"
+            fp32.write_bytes(data)
+            report["quantization"] = quantize_learned(fp32, final, program)
+            fp32.unlink()
+            report["precision"] = "int8"
+        elif config.quantize == "int8":
             if ctx.calib is None:
                 raise UsageError(
                     "--quantize int8 needs calibration data", hint="pass --calib SRC (e.g. data.npz)"

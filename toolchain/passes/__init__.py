@@ -26,6 +26,8 @@ PASSES: dict[str, str] = {
     "soft-threshold-prune": "edgec.passes.soft_threshold:SoftThresholdPrune",
     "uniform-quant": "edgec.passes.uniform_quant:UniformQuant",
     "magnitude-prune": "edgec.passes.magnitude_prune:MagnitudePrune",
+    "lsq": "edgec.passes.lsq:LSQ",
+    "q-detr": "edgec.passes.q_detr:QDETR",
 }
 
 

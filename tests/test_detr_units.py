@@ -1,0 +1,105 @@
+"""Detection building blocks: matching, loss, decoding, mAP, LSQ quantizers, DRD's query matching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edgec.detection import decode, detection_loss, hungarian_match, mean_ap, to_relative
+from edgec.lsq import InputQuantizer, LsqWeight, attach_input_quantizer, input_quantizers
+from edgec.passes.q_detr import QueryRectifier, foreground_matches
+
+
+def _target(boxes: list[list[float]], labels: list[int]) -> dict[str, np.ndarray]:
+    return {"boxes": np.asarray(boxes, np.float32), "labels": np.asarray(labels, np.int64)}
+
+
+def test_hungarian_match_pairs_each_box_with_the_query_that_predicts_it() -> None:
+    t = to_relative([_target([[0, 0, 32, 32], [32, 32, 64, 64]], [2, 0])], (64, 64), torch.device("cpu"))
+    boxes = torch.tensor([[[0.75, 0.75, 0.5, 0.5], [0.5, 0.5, 0.1, 0.1], [0.25, 0.25, 0.5, 0.5]]])
+    logits = torch.zeros(1, 3, 4)
+    q, g = hungarian_match(logits, boxes, t)[0]
+    assert dict(zip(g.tolist(), q.tolist(), strict=True)) == {0: 2, 1: 0}
+
+
+def test_loss_is_small_for_the_right_answer_and_large_for_a_wrong_one() -> None:
+    t = to_relative([_target([[8, 8, 24, 24]], [1])], (64, 64), torch.device("cpu"))
+    good_logits = torch.tensor([[[-9.0, 9.0, -9.0, -9.0], [-9.0, -9.0, -9.0, 9.0]]])
+    good_boxes = torch.tensor([[[0.25, 0.25, 0.25, 0.25], [0.5, 0.5, 0.2, 0.2]]])
+    good = detection_loss({"logits": good_logits, "boxes": good_boxes}, t)
+    wrong_class = detection_loss({"logits": good_logits[:, :, [0, 2, 1, 3]], "boxes": good_boxes}, t)
+    wrong_box = detection_loss({"logits": good_logits, "boxes": good_boxes.flip(1)}, t)
+    assert float(good) < 0.01
+    assert float(wrong_class) > 5 and float(wrong_box) > 1
+
+
+def test_decode_and_map_of_a_perfect_and_a_shifted_prediction() -> None:
+    targets = [_target([[8, 8, 24, 24], [40, 30, 60, 50]], [1, 2])]
+    logits = np.full((1, 3, 4), -9.0, np.float32)
+    logits[0, 0, 1] = logits[0, 1, 2] = 9.0
+    logits[0, 2, 3] = 9.0  # no object
+    boxes = np.array(
+        [[[0.25, 0.25, 0.25, 0.25], [50 / 64, 40 / 64, 20 / 64, 20 / 64], [0.5, 0.5, 0.1, 0.1]]], np.float32
+    )
+    preds = decode(logits, boxes, (64, 64))
+    torch.testing.assert_close(preds[0]["boxes"][0], torch.tensor([8.0, 8.0, 24.0, 24.0]))
+    assert preds[0]["labels"][:2].tolist() == [1, 2]
+    assert mean_ap(preds, targets)["map"] == pytest.approx(1.0)
+    shifted = boxes.copy()
+    shifted[0, :2, 0] += 4 / 64  # 4 pixels to the right: IoU 0.6 (16 px box), 0.67 (20 px box)
+    res = mean_ap(decode(logits, shifted, (64, 64)), targets)
+    assert res["map_50"] == pytest.approx(1.0)
+    assert 0.1 < res["map"] < 0.5
+
+
+def test_lsq_weight_levels_and_step_gradient() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(6, 5, requires_grad=True)
+    q = LsqWeight(4, w)
+    wq = q(w)
+    k = wq.detach() / q.steps().detach()[:, None]
+    assert torch.allclose(k, k.round(), atol=1e-5) and k.abs().max() <= 7
+    # LSQ's initial step: 2 mean|w| / sqrt(7) per output channel
+    torch.testing.assert_close(q.steps().detach(), 2 * w.detach().abs().mean(1) / 7**0.5)
+    wq.sum().backward()
+    assert q.step.grad is not None and q.step.grad.abs().sum() > 0
+    rec = q.record(w.detach())
+    assert rec.weight_bits == 4 and rec.per_channel and len(rec.weight_scale) == 6
+
+
+def test_input_quantizer_observes_sign_and_clamps_to_its_range() -> None:
+    lin = torch.nn.Linear(4, 2)
+    q = attach_input_quantizer(lin, 4)
+    assert input_quantizers(lin) == {"": q}
+    q.observe()
+    x = torch.relu(torch.randn(64, 4))
+    lin(x)
+    assert q.signed is False and q.qn == 0 and q.qp == 15
+    assert q.scale() == pytest.approx(float(2 * x.abs().mean() / 15**0.5), rel=1e-5)
+    q.eval()
+    y = q(torch.tensor([-1.0, 0.26 * q.scale(), 100.0]))
+    assert y.tolist() == pytest.approx([0.0, 0.0, 15 * q.scale()])
+    signed = InputQuantizer(4, signed=True)
+    signed.step.data.fill_(0.5)
+    signed.eval()
+    assert signed(torch.tensor([-100.0, 100.0])).tolist() == [-4.0, 3.5]
+
+
+def test_foreground_matching_keeps_the_queries_on_objects_and_pairs_them_with_the_teacher() -> None:
+    gt = torch.tensor([[0.25, 0.25, 0.2, 0.2]])
+    student = torch.tensor([[0.25, 0.26, 0.2, 0.2], [0.8, 0.8, 0.1, 0.1], [0.27, 0.25, 0.2, 0.2]])
+    teacher = torch.tensor([[0.8, 0.8, 0.1, 0.1], [0.25, 0.25, 0.2, 0.2], [0.5, 0.5, 0.3, 0.3]])
+    js, ks = foreground_matches(gt, student, teacher, tau=0.5, mu1=2.0, mu2=5.0)
+    assert js.tolist() == [0, 2] and ks.tolist() == [1, 1]
+    # a strict threshold keeps only the box's best query
+    js, _ = foreground_matches(gt, student, teacher, tau=0.999, mu1=2.0, mu2=5.0)
+    assert js.tolist() == [0]
+
+
+def test_query_rectifier_normalises_each_query() -> None:
+    r = QueryRectifier(8)
+    q = torch.randn(2, 5, 8) * 3 + 1
+    out = r(q)
+    torch.testing.assert_close(out.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.var(-1, unbiased=False), torch.ones(2, 5), atol=1e-3, rtol=0)
