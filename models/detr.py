@@ -144,6 +144,8 @@ def spatial_prior(ref: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 class TinyDETR(nn.Module):
     """See the module docstring."""
 
+    tokens: torch.Tensor  # [h * w, 2] token centres (buffer)
+
     def __init__(
         self,
         num_classes: int = NUM_CLASSES,
