@@ -148,6 +148,7 @@ def original_accuracy(
         not compressed.quant
         and not compressed.edits
         and not any("finetune" in r.stats for r in compressed.history)
+        and not any(r.name == "ann2snn" for r in compressed.history)  # converted: compare with the ANN
     ):
         return
     from edgec.finetune import evaluate

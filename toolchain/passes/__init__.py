@@ -28,6 +28,8 @@ PASSES: dict[str, str] = {
     "magnitude-prune": "edgec.passes.magnitude_prune:MagnitudePrune",
     "lsq": "edgec.passes.lsq:LSQ",
     "q-detr": "edgec.passes.q_detr:QDETR",
+    # ANN -> SNN conversion (rate coding, threshold balancing): a ReLU network onto Loihi
+    "ann2snn": "edgec.passes.ann2snn:ANN2SNN",
 }
 
 
