@@ -184,3 +184,14 @@ def test_a_read_network_is_stored_without_pickle_and_rebuilt(tmp_path):
     from edgec.snn import run_outputs
 
     np.testing.assert_array_equal(run_outputs(back, x)["output"], run_outputs(program, x)["output"])
+
+
+def test_an_exported_edgec_snn_says_to_give_the_module_or_a_factory(cli, tmp_path):
+    """torch.export unrolls the time loop: the why-not row says how to give the SNN instead."""
+    module = edgec.load_program("zoo:digits-snn-mlp").module
+    path = tmp_path / "snn.pt2"
+    torch.export.save(torch.export.export(module, (torch.rand(4, 1, 1, 8, 8),)), path)
+    res = cli("check", path, "--target", "loihi")
+    assert res.exit_code == 4
+    text = " ".join((res.stdout + res.stderr).split())
+    assert "exported-snn" in text and "--arch package.module:Factory" in text

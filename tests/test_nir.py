@@ -76,6 +76,9 @@ CASES = {
     "dense+I+IF (no decays)": lambda r: Netlist(
         (20,), [_dense(r, 20, 8, i_decay=0, v_decay=0, bias=0, vth=2000)]
     ),
+    "dense+IF with a bias on the synapse (iDecay 4096, vDecay 0: ann2snn's layers)": lambda r: Netlist(
+        (20,), [_dense(r, 20, 8, i_decay=4096, v_decay=0), _dense(r, 8, 4, i_decay=4096, v_decay=300)]
+    ),
     "conv2d+flatten": lambda r: _with_conv(r),
     "conv2d stride 2": lambda r: _with_conv(r, stride=2),
     "conv2d groups 2, no padding": lambda r: _with_conv(r, groups=2, padding=0),

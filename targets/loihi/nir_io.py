@@ -70,15 +70,26 @@ def _bias_full(la: Layer) -> np.ndarray:
     return np.broadcast_to(b, shape).astype(np.float64).copy()
 
 
+def _synapse_bias(la: Layer) -> np.ndarray | None:
+    """A layer without current state (``iDecay = 4096``: ``u = a`` each step) may carry its bias on the
+    synapse: ``u = a + b`` then adds ``b`` to the voltage every step exactly as Loihi's ``bias_mant``.
+    Written so, a bias needs no voltage decay (NIR's IF has no ``v_leak``); per neuron / per channel."""
+    n = la.neuron
+    if n is None or n.i_decay != DECAY_UNITY or n.bias is None or not np.any(n.bias):
+        return None
+    return np.broadcast_to(n.bias.astype(np.float64), (la.out_shape[0],)).copy()
+
+
 def _neuron_nodes(la: Layer, dt: float) -> list[tuple[str, Any]]:
     """The layer's neuron as NIR nodes: the core's float mapping (edgec.nirgraph) in integer units."""
     assert la.neuron is not None
     n = la.neuron
+    bias = np.zeros(la.out_shape) if _synapse_bias(la) is not None else _bias_full(la)
     return neuron_nodes(
         n.i_decay / DECAY_UNITY,
         n.v_decay / DECAY_UNITY,
         float(n.vth_mant),
-        _bias_full(la),
+        bias,
         la.out_shape,
         dt,
         la.name,
@@ -122,8 +133,13 @@ def netlist_to_nir(
         w = la.weight.astype(np.float64)
         if la.kind == "conv" and la.groups > 1:
             w = _ungroup(w, la.groups)
+        syn_bias = _synapse_bias(la)
         if la.kind == "dense":
-            syn: Any = nir.Linear(weight=w, metadata=meta)
+            syn: Any = (
+                nir.Linear(weight=w, metadata=meta)
+                if syn_bias is None
+                else nir.Affine(weight=w, bias=syn_bias, metadata=meta)
+            )
         else:
             syn = nir.Conv2d(
                 input_shape=(int(la.in_shape[1]), int(la.in_shape[2])),
@@ -132,7 +148,7 @@ def netlist_to_nir(
                 padding=tuple(la.padding),
                 dilation=tuple(la.dilation),
                 groups=1,
-                bias=np.zeros(w.shape[0]),
+                bias=np.zeros(w.shape[0]) if syn_bias is None else syn_bias,
                 metadata=meta,
             )
         name = f"{i}_{la.kind}"
@@ -233,19 +249,13 @@ def netlist_from_nir(graph: Any) -> Netlist:
             i += 1
             continue
         if isinstance(node, (nir.Linear, nir.Affine)):
-            if isinstance(node, nir.Affine) and np.any(node.bias):
-                raise ModelError(
-                    f"NIR node {name}: an Affine bias adds to the current; Loihi biases the voltage"
-                )
+            syn_bias = node.bias if isinstance(node, nir.Affine) and np.any(node.bias) else None
             w = _int(node.weight, "weights")
             kind = "dense"
             out_shape: tuple[int, ...] = (int(w.shape[0]),)
             extra: dict[str, Any] = {}
         elif isinstance(node, nir.Conv2d):
-            if np.any(node.bias):
-                raise ModelError(
-                    f"NIR node {name}: a Conv2d bias adds to the current; Loihi biases the voltage"
-                )
+            syn_bias = node.bias if np.any(node.bias) else None
             w = _int(node.weight, "weights")
             pair = lambda v: tuple(int(x) for x in np.broadcast_to(np.asarray(v), (2,)))  # noqa: E731
             extra = {
@@ -261,6 +271,14 @@ def netlist_from_nir(graph: Any) -> Netlist:
         else:
             raise ModelError(f"NIR node {name} ({type(node).__name__}) where a synapse was expected")
         neuron, used = _read_neuron(nodes[i + 1 :], order[i + 1 :], dt, kind, out_shape)
+        if syn_bias is not None:  # written on the synapse: only for layers without current state
+            if neuron.i_decay != DECAY_UNITY:
+                raise ModelError(
+                    f"NIR node {name}: a synapse bias adds to the current, which this layer keeps over "
+                    "steps; Loihi biases the voltage"
+                )
+            extra_bias = _int(np.asarray(syn_bias).reshape(-1), "biases")
+            neuron.bias = extra_bias if neuron.bias is None else neuron.bias + extra_bias
         net.layers.append(Layer(kind, label, shape, out_shape, w, neuron, **extra))  # type: ignore[arg-type]
         shape = out_shape
         i += 1 + used

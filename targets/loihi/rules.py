@@ -57,9 +57,10 @@ _SHAPE_FN = {"view", "reshape", "permute", "transpose", "t", "expand", "squeeze"
 
 HINTS = {
     "exported-snn": "compile the spiking model itself, not its export: the module in Python "
-    "(edgec.compile(model, input_shape=...)), or its state_dict with --arch NAME",
-    "not-spiking": "build it from edgec.snn layers (a CubaLIF after every nn.Linear / nn.Conv2d) and train "
-    "it (see edgec.models.snn); ANN-to-SNN conversion is not part of edgec yet",
+    "(edgec.compile(model, input_shape=...)), or its state_dict with --arch NAME or "
+    "--arch package.module:Factory (a function that builds the model)",
+    "not-spiking": "convert a trained ReLU network with --recipe ann2snn (rate coding, threshold balancing), "
+    "or build it from edgec.snn layers (a CubaLIF after every nn.Linear / nn.Conv2d) and train it",
     "avgpool": "use a strided Conv2d (stride = pool size, weights 1/k^2) or a pooling synapse: lava-dl "
     "slayer's Pool block (AvgPool + neuron), which netx cannot load yet",
     "maxpool": "max pooling has no spiking equivalent on Loihi: downsample with a strided Conv2d",

@@ -73,9 +73,9 @@ def convert(module: nn.Module, shape: tuple[int, ...]) -> Converted:
 
 
 def run(module: nn.Module, spikes: torch.Tensor) -> torch.Tensor:
-    net = copy.deepcopy(module).eval()
-    for m in net.modules():
+    """Sinabs' own forward over time-major ``[T, B, ...]`` (its layers take ``[B, T, ...]``), states reset."""
+    for m in module.modules():
         if hasattr(m, "reset_states"):
             m.reset_states()  # type: ignore[operator]
-    out: torch.Tensor = net(spikes.transpose(0, 1).contiguous()).transpose(0, 1)
+    out: torch.Tensor = module(spikes.transpose(0, 1).contiguous()).transpose(0, 1)
     return out

@@ -5,7 +5,7 @@ with ``tau = tau_steps * dt`` and ``r = 1``; ``IFNode`` as ``IF`` with ``r = 1 /
 Euler step of NIR's equations, so :mod:`edgec.nirgraph` reads them back exactly. SpikingJelly fires
 where ``v >= v_threshold`` (Loihi: ``>``; equal only on a measure-zero set of float inputs). Soft reset
 (``v_reset=None``) is refused: Loihi resets to 0. The model runs in multi-step mode
-(``functional.set_step_mode(net, "m")``: time-major ``[T, B, ...]``) on a copy.
+(``functional.set_step_mode(net, "m")``: time-major ``[T, B, ...]``).
 """
 
 from __future__ import annotations
@@ -49,10 +49,11 @@ def convert(module: nn.Module, shape: tuple[int, ...]) -> Converted:
 
 
 def run(module: nn.Module, spikes: torch.Tensor) -> torch.Tensor:
+    """SpikingJelly's own forward over ``[T, B, ...]``: the module is set to multi-step mode and reset
+    (in place, so a training loop can call this too)."""
     from spikingjelly.activation_based import functional
 
-    net = copy.deepcopy(module).eval()
-    functional.set_step_mode(net, "m")
-    functional.reset_net(net)
-    out: torch.Tensor = net(spikes)
+    functional.set_step_mode(module, "m")
+    functional.reset_net(module)
+    out: torch.Tensor = module(spikes)
     return out
