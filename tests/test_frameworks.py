@@ -195,3 +195,21 @@ def test_an_exported_edgec_snn_says_to_give_the_module_or_a_factory(cli, tmp_pat
     assert res.exit_code == 4
     text = " ".join((res.stdout + res.stderr).split())
     assert "exported-snn" in text and "--arch package.module:Factory" in text
+
+
+def test_sinabs_membrane_state_saved_with_the_weights_is_not_a_mismatch(cli, tmp_path):
+    """Sinabs keeps v_mem as buffers shaped by the last batch; a state_dict saved after training has them."""
+    _need("sinabs")
+    net = fm.sinabs_mlp()
+    adapter("sinabs").run(net, torch.zeros(4, 3, 1, 8, 8))  # v_mem now [3, 24]
+    assert net.state_dict()["2.v_mem"].shape == (3, 24)
+    sd = tmp_path / "w.pt"
+    torch.save(net.state_dict(), sd)
+    res = cli("check", sd, "--arch", "framework_models:sinabs_mlp", "--target", "loihi")
+    assert res.exit_code == 0, res.stderr
+    # a weight that does not fit is still refused
+    bad = dict(net.state_dict())
+    bad["1.weight"] = torch.zeros(24, 63)
+    torch.save(bad, sd)
+    res = cli("check", sd, "--arch", "framework_models:sinabs_mlp", "--target", "loihi")
+    assert res.exit_code == 3 and "'1.weight'" in res.stderr

@@ -324,3 +324,15 @@ def test_a_weight_matrix_that_does_not_fit_its_input_is_a_model_error():
     graph.nodes["fc"].weight = np.zeros((10, 50))
     with pytest.raises(ModelError, match="takes 50 inputs"):
         module_from_nir(graph)
+
+
+def test_report_counts_a_nir_graph(cli, tmp_path):
+    nir.write(str(tmp_path / "g.nir"), conv_dense_graph())
+    res = cli("report", tmp_path / "g.nir", "--target", "loihi", "--format", "json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    neurons = {row["type"]: row for row in doc["energy"]["layers"] if row["type"] in ("CubaLIF", "LIF")}
+    # both neuron layers are counted (T = 12 steps of 6x4x4 and 10 neurons), none is uncounted
+    assert neurons["CubaLIF"]["neuron_updates"] == 12 * 96 and neurons["LIF"]["neuron_updates"] == 12 * 10
+    assert doc["energy"]["totals"]["uncounted"] == []
+    assert doc["program"]["source"]["format"] == "nir" and doc["program"]["timesteps"] == 12

@@ -146,7 +146,11 @@ def _load_torch_save(path: Path, *, trust_pickle: bool, arch: str | None) -> tup
             hint="pass --arch NAME to say which architecture they belong to (see `edgec models`)",
         )
     module = _arch_module(arch)
-    own = module.state_dict()
+    from edgec.frameworks import runtime_state
+
+    skip = runtime_state(module)  # another framework's neuron state saved with the weights (Sinabs)
+    state = {k: v for k, v in state.items() if k not in skip}
+    own = {k: v for k, v in module.state_dict().items() if k not in skip}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
@@ -166,7 +170,7 @@ def _load_torch_save(path: Path, *, trust_pickle: bool, arch: str | None) -> tup
             if ":" not in arch
             else "the factory must build the architecture the weights were saved from",
         )
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=not skip)  # every other key was checked above
     return module, "state_dict"
 
 

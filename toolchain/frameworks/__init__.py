@@ -74,6 +74,19 @@ def framework_of(module: nn.Module) -> str | None:
     return None
 
 
+def runtime_state(module: nn.Module) -> set[str]:
+    """state_dict keys that hold a framework's run-time neuron state, not weights: Sinabs registers its
+    membrane potentials as buffers whose shape follows the last batch (a state_dict saved after
+    training has them at that batch size), so they are neither loaded nor required."""
+    keys: set[str] = set()
+    for name, m in module.named_modules():
+        if type(m).__module__.split(".")[0] != "sinabs" or not hasattr(m, "reset_states"):
+            continue
+        prefix = f"{name}." if name else ""
+        keys.update(prefix + b for b, _ in m.named_buffers(recurse=False))
+    return keys
+
+
 def adapter(name: str) -> Any:
     return importlib.import_module(FRAMEWORKS[name])
 
