@@ -21,6 +21,8 @@ $(STAMP): constraints.txt pyproject.toml
 		"opencv-python-headless<4.11" "pillow<11" pytest pytest-timeout pytest-xdist jsonschema ruff mypy
 	# the other SNN frameworks edgec reads (the `frameworks` extra): tests and benchmarks/interop.py use them
 	$(PIP) install -q -c constraints.txt snntorch norse spikingjelly sinabs nirtorch
+	# the CPU target's openvino backend (the `openvino` extra; 2026.x installs beside numpy<2)
+	$(PIP) install -q -c constraints.txt openvino
 	# lava-nc / lava-dl declare Requires-Python <3.11 and pin torch 2.3: install them without their deps.
 	$(PIP) install -q --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
 	touch $@

@@ -71,11 +71,26 @@ def check_rows(target: str, model: str) -> list[Any]:
     return rows
 
 
-def compile_twice(target: str, model: str, out: Path) -> tuple[Any, Any]:
+def backends_to_run(target: str) -> list[str | None]:
+    """The backends the suite compiles ``target`` for: ``[None]`` (the target's default) for a target
+    whose artifacts always run on its first backend; each installed backend for a target whose
+    artifacts record the runtime they were compiled for (it overrides ``Target.default_backend``,
+    as the CPU target does with onnxruntime / openvino). A backend an optional feature names
+    (``"backend NAME ..."`` in ``Target.optional``) is installed when its module is."""
+    from edgec.target import Target, _installed, get_target
+
+    tgt = get_target(target)
+    if type(tgt).default_backend is Target.default_backend:
+        return [None]
+    needs = {b: mod for feat, mod in tgt.optional.items() for b in tgt.backends if f"backend {b}" in feat}
+    return [b for b in tgt.backends if b not in needs or _installed(needs[b])]
+
+
+def compile_twice(target: str, model: str, out: Path, backend: str | None = None) -> tuple[Any, Any]:
     import edgec
 
-    return edgec.compile(model, target=target, out=out / "a"), edgec.compile(
-        model, target=target, out=out / "b"
+    return edgec.compile(model, target=target, backend=backend, out=out / "a"), edgec.compile(
+        model, target=target, backend=backend, out=out / "b"
     )
 
 
@@ -220,6 +235,16 @@ def structure(path: Path) -> dict[str, Any]:
         with h5py.File(path, "r") as f:
             f.visititems(visit)
         return {"format": "hdf5", "datasets": items}
+    if path.suffix == ".xml":  # OpenVINO IR: layers in order with their output precisions, edges
+        import xml.etree.ElementTree as ET
+
+        root = ET.parse(path).getroot()
+        layers = [
+            [layer.get("type"), layer.get("version"), [p.get("precision") for p in layer.iter("port")
+                                                       if p.get("precision")]]
+            for layer in root.iter("layer")
+        ]  # fmt: skip
+        return {"format": "openvino-ir", "layers": layers, "edges": len(list(root.iter("edge")))}
     return {"format": path.suffix.lstrip(".") or "file", "bytes": path.stat().st_size}
 
 
@@ -254,7 +279,7 @@ def check_golden(target: str, art: Any, model: str) -> None:
         if role == "source_model":
             continue
         got = structure(art.path / f["path"])
-        golden = GOLDEN / f"{target}-{model.replace('zoo:', '')}-{role}.json"
+        golden = GOLDEN / f"{target}-{model.replace('zoo:', '')}-{role}.json"  # one per role: backends share
         if os.environ.get("EDGEC_UPDATE_GOLDEN"):
             golden.parent.mkdir(exist_ok=True)
             golden.write_text(_dump(got))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conformance import (
     ContractError,
+    backends_to_run,
     check_deterministic,
     check_failure_leaves_nothing,
     check_files,
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.slow
 @dataclass
 class Compiled:
     target: str
+    backend: str | None
     model: str
     refused: str | None
     first: Any
@@ -39,13 +41,19 @@ class Compiled:
     samples: np.ndarray
 
 
-@pytest.fixture(scope="module", params=target_names())
+#: every target, on each backend its artifacts can be compiled for here (the CPU target: each runtime)
+RUNS = [(t, b) for t in target_names() for b in backends_to_run(t)]
+
+
+@pytest.fixture(scope="module", params=RUNS, ids=[t if b is None else f"{t}-{b}" for t, b in RUNS])
 def compiled(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Compiled:
-    target = request.param
+    target, backend = request.param
     model, refused = pick_model(target)
-    a, b = compile_twice(target, model, tmp_path_factory.mktemp(f"conformance-{target}"))
+    a, b = compile_twice(target, model, tmp_path_factory.mktemp(f"conformance-{target}"), backend)
+    if backend is not None:  # its artifacts run on the backend they were compiled for
+        assert a.report["target_report"]["backend"] == backend
     x, _ = edgec.open_dataset("builtin:digits:holdout").arrays(7)
-    return Compiled(target, model, refused, a, b, x)
+    return Compiled(target, backend, model, refused, a, b, x)
 
 
 def test_check_rows_say_what_to_do(compiled: Compiled) -> None:

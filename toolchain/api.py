@@ -378,6 +378,7 @@ class BenchResult:
     threads: int | None
     backend: str
     energy: dict[str, Any] | None = None  # measured energy per inference, where the target measures
+    runtime: dict[str, Any] | None = None  # what ran: the session's ``runtime`` (version, precision, ...)
 
     def to_dict(self) -> dict[str, Any]:
         import dataclasses
@@ -398,7 +399,7 @@ def bench(
     batch_size, iterations, warmup, threads = opts.batch_size, opts.iterations, opts.warmup, opts.threads
     art = artifact if isinstance(artifact, Artifact) else Artifact.open(artifact)
     tgt = get_target(art.target)
-    backend = tgt.resolve_backend(opts.backend)
+    backend = tgt.resolve_backend(opts.backend, art)
     fn = tgt.session(art, backend=backend, threads=threads)
     shape = tuple(art.report["program"]["input_shape"])
     x = np.random.default_rng(0).random((batch_size, *shape), dtype=np.float32)
@@ -435,6 +436,7 @@ def bench(
         threads,
         backend,
         energy,
+        getattr(fn, "runtime", None),
     )
 
 

@@ -109,6 +109,11 @@ class CompileConfig(TrainingOptions, DataOptions):
     """Options of ``compile``, ``check`` and ``report`` (what is compiled, for which target, how)."""
 
     target: str = option("cpu", "target name, see `edgec targets`", short="-t")
+    backend: str | None = option(
+        None,
+        "execution backend the artifact is built for and runs on by default (see `edgec targets`; "
+        "default: the target's choice)",
+    )
     quantize: str = option(
         "none", "precision to compile for; the target declares its own (`edgec targets`): cpu none | int8"
     )

@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 #: what :meth:`Target.session` returns: raw inputs ``[N, *input_shape]`` -> ``{output name: array}``,
 #: each array batch first (``[N, *shape]`` with the shapes of report.json ``program.outputs``). A
 #: single-output model's output is named ``output``; a Loihi network's output is its spikes
-#: ``[N, T, *out]``.
+#: ``[N, T, *out]``. A session may carry a ``runtime`` attribute (a dict: which runtime and version, the
+#: precision it ran at, its threads, its device) that ``bench`` reports.
 Session = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 # name -> "module:Class". The only place that lists targets.
@@ -225,9 +226,9 @@ class Target(ABC):
                 hint=f"install it (see `edgec targets`); {self.description}",
             )
 
-    def resolve_backend(self, backend: str | None) -> str:
+    def resolve_backend(self, backend: str | None, artifact: Artifact | None = None) -> str:
         if backend is None:
-            return self.backends[0]
+            return self.default_backend(artifact)
         if backend not in self.backends:
             raise UsageError(
                 f"target '{self.name}' has no backend '{backend}'",
@@ -235,9 +236,16 @@ class Target(ABC):
             )
         return backend
 
+    def default_backend(self, artifact: Artifact | None = None) -> str:
+        """The backend ``run`` / ``verify`` / ``bench`` use when none is asked for: the first declared;
+        a target may read the one an artifact was built for from its report."""
+        return self.backends[0]
+
     def resolve_config(self, config: CompileConfig) -> CompileConfig:
-        """``config`` checked against what this target declares (its precisions and options)."""
+        """``config`` checked against what this target declares (its precisions, backends, options)."""
         self.require_precision(config.quantize)
+        if config.backend is not None:
+            self.resolve_backend(config.backend)
         self.target_options(config)
         return config
 

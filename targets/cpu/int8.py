@@ -155,7 +155,9 @@ def _outputs(path: Path, x: np.ndarray, batch: int | None) -> dict[str, np.ndarr
     so.log_severity_level = 3
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, run_batched(sess, sess.get_inputs()[0].name, x, batch), strict=True))
+    inp = sess.get_inputs()[0].name
+    outs = run_batched(lambda b: sess.run(None, {inp: b}), x, batch)
+    return dict(zip(names, outs, strict=True))
 
 
 def _compare(out: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -48,8 +48,14 @@ def verify_cmd(
             for name, row in v.items():
                 shown = ", ".join(f"{m} {x:.4g}" for m, x in row.items())
                 out.print(f"  output {name}: {shown}", highlight=False)
+        elif isinstance(v, dict):  # e.g. the runtime that ran: name and version, precision, threads
+            out.print(f"  {k}: {_pairs(v)}", highlight=False)
         else:
             out.print(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}", highlight=False)
+
+
+def _pairs(d: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {_pairs(v) if isinstance(v, dict) else v}" for k, v in d.items())
 
 
 @app.command("run")
@@ -149,6 +155,8 @@ def bench_cmd(
         f"p50 {res.p50_ms:.3f} ms, p90 {res.p90_ms:.3f} ms, throughput {res.throughput_per_s:,.1f} samples/s",
         highlight=False,
     )
+    if res.runtime:
+        out.print(f"  runtime: {_pairs(res.runtime)}", highlight=False)
 
 
 @app.command("build-engine")
