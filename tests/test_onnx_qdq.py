@@ -214,3 +214,31 @@ def test_layer_names_are_module_paths(tmp_path):
     assert set(layers) == {"0.0", "2"}
     assert layers["0.0"]["weight"] == "0.0.weight" and layers["0.0"]["input"] == "input"
     assert layers["2"]["weight"] == "2.weight"
+
+
+def test_layer_names_of_attribute_modules_are_full_paths(tmp_path):
+    """A module held as an attribute inside a Sequential's child (a transformer block's ``attn.qkv``),
+    and a Sequential's child inside such an attribute (``mlp.0``), are named by their whole path, not by
+    their attribute name alone (two blocks would collide)."""
+
+    class Attn(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.qkv(x)
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = Attn()
+            self.mlp = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Sequential(nn.Linear(4, 4)))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.mlp(x + self.attn(x))
+
+    model = nn.Sequential(Block(), Block())
+    export_onnx(model.eval(), torch.rand(1, 3, 4), tmp_path / "m.onnx")
+    layers = layer_tensors(tmp_path / "m.onnx")
+    assert set(layers) == {f"{b}.{m}" for b in "01" for m in ("attn.qkv", "mlp.0", "mlp.2.0")}

@@ -139,13 +139,31 @@ def layer_tensors(model_path: Path) -> dict[str, dict[str, str]]:
     for node in model.graph.node:
         if node.op_type not in WEIGHT_OPS:
             continue
-        parts = [p for p in node.name.split("/") if p]
-        layer = parts[-2] if len(parts) > 1 else node.name  # the last scope is the full module path
+        layer = _module_path(node.name)
         entry = {"node": node.name, "op": node.op_type, "input": node.input[0], "output": node.output[0]}
         if len(node.input) > 1 and node.input[1] in init:
             entry["weight"] = node.input[1]
         out.setdefault(layer, entry)
     return out
+
+
+def _module_path(node_name: str) -> str:
+    """The module path in a node name's scopes. The exporter names a scope by the module's path from its
+    nearest ancestor that is not a container: a Sequential's child repeats its parent's scope as a
+    prefix (``/features/features.0/features.0.0/Conv`` -> ``features.0.0``; ``/blocks/blocks.0/mlp/
+    mlp.0/MatMul`` -> ``blocks.0.mlp.0``), an attribute is its name (``/blocks/blocks.0/attn/qkv/MatMul``
+    -> ``blocks.0.attn.qkv``)."""
+    scopes = [p for p in node_name.split("/") if p][:-1]
+    if not scopes:
+        return node_name
+    path, prev = "", ""
+    for s in scopes:
+        if prev and s.startswith(prev + "."):
+            path = path[: len(path) - len(prev)] + s  # the parent's scope repeated: replace it
+        else:
+            path = f"{path}.{s}" if path else s
+        prev = s
+    return path
 
 
 def resolve_params(model_path: Path, params: Mapping[str, TensorQuant]) -> dict[str, TensorQuant]:
