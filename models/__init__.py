@@ -139,6 +139,15 @@ ZOO: dict[str, ZooEntry] = {
             dataset="builtin:digits",
         ),
         ZooEntry(
+            "digits-vit",
+            "edgec.models.vit:DigitsViT",
+            (1, 8, 8),
+            "DeiT-style ViT (2x2 patches, 2 blocks, 2 heads, width 32) on builtin:digits; q, k, v and the "
+            "attention map tapped for the bi-vit recipe",
+            weights="digits-vit.pt",
+            dataset="builtin:digits",
+        ),
+        ZooEntry(
             "resnet18",
             "edgec.models.resnet:resnet18",
             (3, 224, 224),

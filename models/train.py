@@ -137,20 +137,20 @@ def train_digits_snn_cnn() -> tuple[nn.Module, float]:
 
 
 def train_with_core_loop(
-    model: nn.Module, *, epochs: int, lr: float, seed: int = 0
+    model: nn.Module, *, epochs: int, lr: float, seed: int = 0, kind: str = "snn"
 ) -> tuple[nn.Module, float]:
-    """Train a spiking zoo model with edgec's own fine-tuning loop (:mod:`edgec.finetune`): BPTT with the
-    surrogate gradient, fresh rate-coding noise per step, Adam + cosine, the last epoch kept (the holdout
-    is not used to pick an epoch)."""
+    """Train a zoo model with edgec's own fine-tuning loop (:mod:`edgec.finetune`): for a spiking one BPTT
+    with the surrogate gradient and fresh rate-coding noise per step; Adam + cosine, the last epoch kept
+    (the holdout is not used to pick an epoch)."""
     from edgec.finetune import FinetuneOptions, evaluate, finetune
     from edgec.program import Program
 
     program = Program(
         module=model,
         example_input=torch.zeros(1, 1, 8, 8),
-        kind="snn",
-        timesteps=int(getattr(model, "timesteps")),  # noqa: B009
-        encoder=dict(getattr(model, "encoder")),  # noqa: B009
+        kind=kind,  # type: ignore[arg-type]
+        timesteps=int(getattr(model, "timesteps", 1)),
+        encoder=dict(getattr(model, "encoder")) if kind == "snn" else None,  # noqa: B009
     )
     options = FinetuneOptions(epochs=epochs, lr=lr, seed=seed)
     finetune(program, open_dataset("builtin:digits:train"), None, options, description="training")
@@ -180,6 +180,13 @@ def train_digits_sdt() -> tuple[nn.Module, float]:
     return train_with_core_loop(SpikeDrivenTransformer(), epochs=8, lr=2e-3)
 
 
+def train_digits_vit() -> tuple[nn.Module, float]:
+    from edgec.models.vit import DigitsViT
+
+    torch.manual_seed(0)
+    return train_with_core_loop(DigitsViT(), epochs=60, lr=3e-3, kind="ann")
+
+
 TRAINERS: dict[str, Callable[[], tuple[nn.Module, float]]] = {
     "digits-cnn": train_digits_cnn,
     "digits-snn-mlp": train_digits_snn_mlp,
@@ -187,6 +194,7 @@ TRAINERS: dict[str, Callable[[], tuple[nn.Module, float]]] = {
     "digits-snn-vgg": train_digits_snn_vgg,
     "digits-snn-resnet": train_digits_snn_resnet,
     "digits-sdt": train_digits_sdt,
+    "digits-vit": train_digits_vit,
 }
 
 

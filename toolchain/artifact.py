@@ -171,8 +171,9 @@ def _foreign_entries(out: Path, entries: list[str]) -> list[str]:
     try:
         report = json.loads((out / REPORT_JSON).read_text())
         files = report["files"]
-        listed = {str(f["path"]).split("/")[0] for f in files.values()}
-        if "schema_version" not in report or "target" not in report:
+        # a compile report describes each file ({"path": ...}); a compressed program's names it
+        listed = {str(f if isinstance(f, str) else f["path"]).split("/")[0] for f in files.values()}
+        if "schema_version" not in report or ("target" not in report and report.get("kind") != "compression"):
             return entries
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return entries

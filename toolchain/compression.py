@@ -139,6 +139,8 @@ def summarize(program: Program, data: Dataset | None, device: str = "cpu") -> di
             "parameters": int(sum(p.numel() for p in program.module.parameters())),
             "param_bytes": int(t.get("param_bytes", 0)),
             "macs": int(t.get("macs", 0)),
+            "bops": int(t.get("bops", 0)),
+            "ops_bop64": float(t.get("ops_bop64", t.get("macs", 0))),
             "sops": (t.get("sops") or {}).get("exact"),
             "energy_j": {},
         }
@@ -289,6 +291,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"| parameters | {_fmt(b['parameters'])} | {_fmt(a['parameters'])} |",
         f"| parameter bytes at bit width | {_fmt(b['param_bytes'])} | {_fmt(a['param_bytes'])} |",
         f"| MACs per inference (dense) | {_fmt(b['macs'])} | {_fmt(a['macs'])} |",
+        f"| of which binary operations (BOPs, 1-bit x 1-bit) | {_fmt(b.get('bops'))} "
+        f"| {_fmt(a.get('bops'))} |",
+        f"| BOPs / 64 + FLOPs (Bi-Real Net convention) | {_fmt(b.get('ops_bop64'))} "
+        f"| {_fmt(a.get('ops_bop64'))} |",
         f"| synaptic operations per inference (measured) | {_fmt(b['sops'])} | {_fmt(a['sops'])} |",
     ]
     for table in report["energy_tables"]:

@@ -13,7 +13,8 @@ final weights. So a program directory holds:
                                                       SNN framework, ann2snn; edgec.netspec),
      "edits":  [{"op": "prune-channels", "producer": "net.0", "consumer": "net.2", "keep": [...]},
                 {"op": "quantize-state", "layer": "net.1", "bits": 4},
-                {"op": "quantize-inputs", "layers": {"fc": [4, false]}}, ...],
+                {"op": "quantize-inputs", "layers": {"fc": [4, false]}},
+                {"op": "binarize-input", "layer": "net.3", "quantizer": {"kind": "sign", ...}}, ...],
      "quant":  {layer: LayerQuant}, "history": [PassRecord], "origin": SourceInfo of the first source,
      "metadata": {...}, "weights": {"file": "weights.safetensors", "sha256": ...}}
 
@@ -149,6 +150,13 @@ def apply_edits(module: nn.Module, edits: list[dict[str, Any]], example: torch.T
             from edgec.lsq import attach_input_quantizers
 
             attach_input_quantizers(module, edit["layers"])
+        elif op == "binarize-input":
+            from edgec.binary import apply_input_edit
+
+            try:
+                apply_input_edit(module, edit)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise ModelError(f"cannot replay binarize-input on '{edit.get('layer')}': {exc}") from None
         else:
             raise ModelError(f"{PROGRAM_JSON} holds an unknown edit {op!r}")
 

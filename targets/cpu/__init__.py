@@ -114,9 +114,21 @@ class CpuTarget(Target):
             "fp32_bytes": len(data),
         }
         final = out_dir / MODEL_FILE
+        files = {"model": MODEL_FILE}
+        from edgec.targets.cpu.binary import binary_layers, lower_binary
         from edgec.targets.cpu.learned import has_learned_activations, quantize_learned
 
-        if config.quantize == "int8" and has_learned_activations(program):
+        if binary_layers(program):
+            # binarized (binarize, bi-vit): +-1 weights as int8 with their scales, and bit-packed
+            fp32 = out_dir / ".model_fp32.onnx"
+            fp32.write_bytes(data)
+            report["quantization"], extra = lower_binary(
+                program, fp32, final, out_dir, ctx, config, info.batch
+            )
+            fp32.unlink()
+            files.update(extra)
+            report["precision"] = report["quantization"]["precision"]
+        elif config.quantize == "int8" and has_learned_activations(program):
             # a compression pass learned the steps (lsq, q-detr): Q/DQ from them, nothing calibrated
             fp32 = out_dir / ".model_fp32.onnx"
             fp32.write_bytes(data)
@@ -155,7 +167,6 @@ class CpuTarget(Target):
         report["size_ratio_vs_fp32"] = round(final.stat().st_size / len(data), 4)
         opts: CpuOptions = self.target_options(config)
         backend, choice = self._choose(config.backend, opts, final, program, info.batch)
-        files = {"model": MODEL_FILE}
         if backend == ov_backend.NAME:
             report["openvino"] = {
                 "device": opts.device,

@@ -35,6 +35,7 @@ def apply_bits(
     *,
     weight_bits: int | None = None,
     overrides: dict[str, int] | None = None,
+    scales: dict[str, int] | None = None,
 ) -> None:
     """Set each row's storage widths and packed parameter bytes.
 
@@ -42,7 +43,8 @@ def apply_bits(
     ``program.metadata["weight_bits"]`` written by a compression pass), a ``weight_bits``
     attribute on the module, the table's width. Other parameters use the table's
     ``other_param_bits``. Bytes are packed per tensor: ``ceil(numel * bits / 8)`` (4-bit: two
-    weights a byte; 1-bit: eight).
+    weights a byte; 1-bit: eight). ``scales[layer]``: the per-channel scales of a recorded grid
+    (``program.quant``), stored at ``other_param_bits`` beside the weights.
     """
     modules = dict(module.named_modules())
     for row in counts.layers:
@@ -60,8 +62,11 @@ def apply_bits(
             raise UsageError(f"weight width of '{row.name}' must be 1..64 bits, got {bits}")
         row.weight_bits = bits if row.weight_params else None
         row.other_bits = table.other_param_bits if row.params > row.weight_params else None
-        row.param_bytes = math.ceil(row.weight_params * bits / 8) + math.ceil(
-            (row.params - row.weight_params) * table.other_param_bits / 8
+        row.weight_scales = int((scales or {}).get(row.name, 0)) if row.weight_params else 0
+        row.param_bytes = (
+            math.ceil(row.weight_params * bits / 8)
+            + math.ceil((row.params - row.weight_params) * table.other_param_bits / 8)
+            + math.ceil(row.weight_scales * table.other_param_bits / 8)
         )
 
 
@@ -82,9 +87,10 @@ def priced_copy(
     *,
     weight_bits: int | None = None,
     overrides: dict[str, int] | None = None,
+    scales: dict[str, int] | None = None,
 ) -> tuple[ModelCounts, list[Any], dict[str, Any]]:
     c = copy.deepcopy(counts)
-    apply_bits(c, module, table, weight_bits=weight_bits, overrides=overrides)
+    apply_bits(c, module, table, weight_bits=weight_bits, overrides=overrides, scales=scales)
     priced, total = price_model(c, table)
     return c, priced, total
 
@@ -96,6 +102,7 @@ def totals(counts: ModelCounts, table: CostTable) -> dict[str, Any]:
         for k, v in r.other_ops.items():
             other[k] = other.get(k, 0) + v
     act_bits = table.activation_bits if not spiking else 32
+    bops = int(counts.total("bops"))
     t: dict[str, Any] = {
         "macs": int(counts.total("macs")),
         "other_ops": sum(other.values()),
@@ -105,6 +112,8 @@ def totals(counts: ModelCounts, table: CostTable) -> dict[str, Any]:
         "peak_activation_bytes": math.ceil(counts.peak_activation_elements * act_bits / 8),
         "peak_activation_elements": counts.peak_activation_elements,
         "peak_activation_at": counts.peak_at,
+        "bops": bops,
+        "ops_bop64": bops / 64 + (int(counts.total("macs")) - bops),
         "sops": None,
         "spikes": None,
         "neuron_updates": None,
@@ -153,7 +162,15 @@ CONVENTIONS = {
     "neuron_updates": "neurons x timesteps; 'active' updates received non-zero synaptic input",
     "firing_rate": "spikes / (neurons x timesteps)",
     "output_density": "ANN activations: fraction of non-zero outputs (measured)",
-    "param_bytes": "packed storage at each layer's bit width: ceil(numel * bits / 8) per tensor",
+    "param_bytes": "packed storage at each layer's bit width: ceil(numel * bits / 8) per tensor, plus the "
+    "per-channel scales of a recorded weight grid (program.quant) at the width of the other parameters",
+    "bops": "binary operations: the MACs whose two operands are 1-bit (XNOR + popcount; XNOR-Net, "
+    "Rastegari et al., ECCV 2016), from the quantization record: layers with 1-bit weights and binarized "
+    "inputs, and matmuls of modules recorded with 1-bit operands (Bi-ViT attention); priced as the table's "
+    "MACs (no cited per-operation energy of a binary operation exists in these tables)",
+    "ops_bop64": "OPs = BOPs / 64 + FLOPs, FLOPs the remaining MACs: the convention of Bi-Real Net (Liu et "
+    "al., ECCV 2018) and Bi-ViT (AAAI 2024), 64 binary operations per instruction of a 64-bit processor; a "
+    "theoretical figure, not a measurement",
     "peak_activation_bytes": "estimate: the largest sum of live activation tensors over the op sequence of "
     "one inference (tensor lifetimes from first write to last read; no in-place reuse), at the table's "
     "activation width (SNN: float32, as executed in PyTorch)",
@@ -172,6 +189,34 @@ def _bit_overrides(program: Program) -> dict[str, int] | None:
     for name, lq in getattr(program, "quant", {}).items():
         if getattr(lq, "weight_bits", None):
             out[name] = int(lq.weight_bits)
+    return out or None
+
+
+def binary_layers(program: Program) -> set[str]:
+    """Layers whose MACs are binary operations (the ``bops`` convention): 1-bit weights with a binarized
+    input, or a module recorded with 1-bit operands and no weights (its matmuls: Bi-ViT attention)."""
+    if program.kind != "ann":
+        return set()
+    return {
+        name
+        for name, q in getattr(program, "quant", {}).items()
+        if getattr(q, "act_bits", None) == 1 and getattr(q, "weight_bits", None) in (1, None)
+    }
+
+
+def mark_bops(counts: ModelCounts, binary: set[str]) -> None:
+    """Set ``bops`` of every row: its MACs where the row is a binary layer's (or its matmuls')."""
+    for row in counts.layers:
+        row.bops = row.macs if row.name in binary and row.role in ("conv", "linear", "matmul") else 0
+
+
+def _scale_counts(program: Program) -> dict[str, int] | None:
+    """Per-channel scales of each recorded weight grid (stored beside the packed weights)."""
+    out = {
+        name: len(q.weight_scale)
+        for name, q in getattr(program, "quant", {}).items()
+        if getattr(q, "weight_bits", None) and len(q.weight_scale) > 1
+    }
     return out or None
 
 
@@ -194,7 +239,11 @@ def energy_section(
     if counts is None:
         counts = count_program(program, data, samples=samples)
     overrides = _bit_overrides(program)
-    c, priced, total = priced_copy(counts, program.module, tab, weight_bits=weight_bits, overrides=overrides)
+    scales = _scale_counts(program)
+    mark_bops(counts, binary_layers(program))
+    c, priced, total = priced_copy(
+        counts, program.module, tab, weight_bits=weight_bits, overrides=overrides, scales=scales
+    )
     tot = totals(c, tab)
     tot["energy"] = total
     comp = []
@@ -204,7 +253,7 @@ def energy_section(
     for tgt_name, variant, table_name in comparison or []:
         other = get_table(table_name)
         oc, _, ototal = priced_copy(
-            counts, program.module, other, weight_bits=weight_bits, overrides=overrides
+            counts, program.module, other, weight_bits=weight_bits, overrides=overrides, scales=scales
         )
         comp.append(
             {
@@ -222,6 +271,12 @@ def energy_section(
             }
         )
     notes = list(counts.notes)
+    if tot["bops"]:
+        notes.append(
+            f"{tot['bops']:,} of the {tot['macs']:,} MACs are binary operations (1-bit x 1-bit, from the "
+            f"quantization record); table {tab.ref} prices them as MACs: no cited per-operation energy of "
+            "an XNOR-popcount is used"
+        )
     if total["unpriced"]:
         notes.append(
             f"table {tab.ref} prices no {', '.join(total['unpriced'])}: the total leaves those operations out"

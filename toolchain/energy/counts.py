@@ -30,6 +30,14 @@ Synaptic operations (SOPs) of a Linear / Conv synapse, measured on its real inpu
     2.3). ``dense = sum_t sum(conv(1, 1))``: every in-bounds (input, weight) pair. ``literature =
     rate * T * FLOPs``, with ``rate = nnz(x) / numel(x)`` and FLOPs the padding-unaware dense MACs
     of one step (Spikformer / Spike-driven Transformer / syops): shown separately, labelled.
+
+Binary operations (BOPs) of a binarized network, from its quantization record (``Program.quant``):
+    the MACs of a layer with 1-bit weights whose input is binarized too (``act_bits=1``), and the
+    matmuls of a module recorded with 1-bit operands and no weights (Bi-ViT's attention), are BOPs:
+    an XNOR and a popcount each (XNOR-Net, Rastegari et al. ECCV 2016). ``OPs = BOPs / 64 + FLOPs``,
+    FLOPs the remaining MACs, is the convention of Bi-Real Net (Liu et al., ECCV 2018) and Bi-ViT
+    (AAAI 2024): a 64-bit processor does 64 binary operations per instruction. A layer with 1-bit
+    weights and real inputs (1W/32A) does no BOPs: its MACs are sign-flipped accumulates.
 """
 
 from __future__ import annotations
@@ -74,6 +82,8 @@ class LayerCounts:
     params: int = 0
     weight_params: int = 0  # the part of params stored at weight_bits (conv / linear / attention weights)
     weight_bits: int | None = None
+    weight_scales: int = 0  # per-channel scales of a recorded weight grid, stored at other_bits
+    bops: int = 0  # the part of macs that are binary operations (1-bit x 1-bit), per the record
     other_bits: int | None = None
     param_bytes: int = 0
     output_shape: list[int] | None = None  # of the last call, batch 1

@@ -30,6 +30,9 @@ PASSES: dict[str, str] = {
     "q-detr": "edgec.passes.q_detr:QDETR",
     # ANN -> SNN conversion (rate coding, threshold balancing): a ReLU network onto Loihi
     "ann2snn": "edgec.passes.ann2snn:ANN2SNN",
+    # binarization (ReSTE, Bi-ViT)
+    "binarize": "edgec.passes.binarize:Binarize",
+    "bi-vit": "edgec.passes.bi_vit:BiViT",
 }
 
 
