@@ -361,3 +361,15 @@ def test_a_damaged_binarize_edit_is_a_one_line_model_error(binarized, tmp_path):
     (bad / "program.json").write_text(json.dumps(doc))
     with pytest.raises(ModelError, match=r"cannot replay binarize-input on 'features\.3'"):
         load_program_dir(bad)
+
+
+def test_compress_prints_the_binary_operations_of_a_binarized_program(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    done = cli(
+        "compress", "zoo:digits-cnn", "-r", "binarize:epochs=0", "--train-data", "builtin:digits", "-o", "out"
+    )  # fmt: skip
+    assert done.exit_code == 0, done.stdout + done.stderr
+    cells = [line.split("│") for line in done.stdout.splitlines() if "│" in line]
+    rows = {c[1].strip(): c[2:4] for c in cells}
+    assert [c.strip() for c in rows["of which binary ops (BOPs)"]] == ["0", "327,680"]
+    assert [c.strip() for c in rows["BOPs / 64 + FLOPs"]] == ["337,536", f"{327_680 / 64 + 9_856:,.0f}"]

@@ -56,6 +56,20 @@ def test_learned_binary_takes_two_values_per_head_by_hand():
         q(torch.zeros(1, 3, 4))
 
 
+def test_shipped_digits_vit_is_accurate_and_its_taps_change_nothing():
+    from edgec.models import ZOO
+
+    model = ZOO["digits-vit"].build().eval()
+    x, y = edgec.open_dataset("builtin:digits:holdout").arrays()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x))
+    assert float((logits.argmax(1).numpy() == y).mean()) >= 0.96  # 97.2 % when trained (models/train.py)
+    for block in model.blocks:  # the same attention without the Tap identities
+        block.attn.q_tap = block.attn.k_tap = block.attn.v_tap = block.attn.attn_tap = torch.nn.Identity()
+    with torch.no_grad():
+        assert torch.equal(model(torch.from_numpy(x)), logits)
+
+
 def test_taps_compute_nothing_without_a_quantizer():
     tap = Tap("q", heads=2)
     x = torch.randn(2, 2, 5, 4)

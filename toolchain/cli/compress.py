@@ -102,6 +102,9 @@ def compress_cmd(
     table.add_row("parameters", num(b["parameters"]), num(a["parameters"]))
     table.add_row("bytes at bit width", num(b["param_bytes"]), num(a["param_bytes"]))
     table.add_row("MACs / inference", num(b["macs"]), num(a["macs"]))
+    if b.get("bops") or a.get("bops"):  # a binarized program: its 1-bit x 1-bit MACs
+        table.add_row("of which binary ops (BOPs)", num(b.get("bops")), num(a.get("bops")))
+        table.add_row("BOPs / 64 + FLOPs", num(b.get("ops_bop64")), num(a.get("ops_bop64")))
     table.add_row("synaptic ops / inference", num(b["sops"]), num(a["sops"]))
     out.print(table)
     out.print(f"  next: edgec compile {result.path} --target loihi|cpu   (report: {result.path}/report.md)")
