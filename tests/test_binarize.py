@@ -251,6 +251,37 @@ def test_packed_1_bit_file_holds_the_deployed_weights_in_at_most_1_25_of_fp32(ar
     assert art.report["target_report"]["quantization"]["packed_weights"]["bytes"] == packed.stat().st_size
 
 
+def test_a_1_bit_runtime_computes_a_binarized_layer_from_the_packed_file_by_xnor_popcount(
+    binarized, artifacts
+):
+    """The documented layout (docs/binarization.md), read with safetensors alone: bit 1 = +1, rows of
+    ceil(n / 8) bytes, most significant bit first. A binarized Linear on +-1 inputs is then
+    ``scale[c] * (n - 2 popcount(w_bits[c] XOR x_bits)) + bias[c]``: what the PyTorch layer computes."""
+    from safetensors import safe_open
+
+    with safe_open(str(artifacts["none"].file("weights_1bit")), framework="numpy") as f:
+        assert f.metadata()["format"] == "edgec-1bit" and f.metadata()["version"] == "1"
+        assert json.loads(f.metadata()["shapes"])["classifier.1"] == [64, 512]
+        bits, scale = f.get_tensor("classifier.1.bits"), f.get_tensor("classifier.1.scale")
+    assert bits.dtype == np.uint8 and bits.shape == (64, 64)
+    module = binarized[0].program.module
+    layer = module.get_submodule("classifier.1")
+    seen: dict[str, torch.Tensor] = {}
+    h_in = layer.input_quantizer.register_forward_hook(lambda _m, _a, o: seen.__setitem__("x", o))
+    h_out = layer.register_forward_hook(lambda _m, _a, o: seen.__setitem__("y", o))
+    x, _ = _holdout()
+    with torch.no_grad():
+        module(torch.from_numpy(x[:64]))
+    h_in.remove()
+    h_out.remove()
+    xb = seen["x"].numpy()
+    assert set(np.unique(xb)) == {-1.0, 1.0}
+    x_bits = np.packbits(xb >= 0, axis=1, bitorder="big")  # [N, 64]
+    popcount = np.unpackbits(x_bits[:, None, :] ^ bits[None], axis=2).sum(axis=2, dtype=np.int64)  # [N, 64]
+    y = scale * (512 - 2 * popcount) + layer.bias.detach().numpy()
+    np.testing.assert_allclose(y, seen["y"].numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_compiled_binarized_cnn_verifies_and_reports_bops(artifacts):
     art = artifacts["int8"]
     res = edgec.verify(art)

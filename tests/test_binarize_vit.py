@@ -164,3 +164,18 @@ def test_bi_vit_compiles_for_the_cpu_and_agrees_with_pytorch(bivit, tmp_path):
     with torch.no_grad():
         ref = res.program.module(torch.from_numpy(x)).argmax(1).numpy()
     assert (pred == ref).mean() >= 0.99
+
+
+@pytest.mark.slow
+def test_digits_vit_weights_are_reproducible():
+    from edgec.models import ZOO
+    from edgec.models.train import train_digits_vit
+
+    torch.set_num_threads(1)  # as train.py's main does (restored after the test by conftest)
+    model, acc = train_digits_vit()
+    shipped = ZOO["digits-vit"].build().state_dict()
+    trained = model.state_dict()
+    assert list(trained) == list(shipped)
+    for key, value in trained.items():
+        assert torch.equal(value, shipped[key]), key
+    assert acc >= 0.96
