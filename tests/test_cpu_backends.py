@@ -267,3 +267,48 @@ def test_device_names_and_properties() -> None:
     }
     gpu = ovb.properties(CpuOptions(device="GPU", precision="f16"), 2)
     assert gpu == {"INFERENCE_PRECISION_HINT": "f16", "PERFORMANCE_HINT": "LATENCY"}  # no CPU threads
+
+
+# ---- verify on both runtimes: the zoo CNNs and a user's torch.export program ---------------------------
+def _user_pt2(tmp_path: Path) -> tuple[str, str]:
+    from user_models import save_data, save_export, small_cnn
+
+    pt2 = save_export(small_cnn(), tmp_path / "cnn.pt2", (3, 16, 16))
+    return str(pt2), str(save_data(tmp_path / "data.npz", (3, 16, 16), n=32))
+
+
+@pytest.mark.parametrize("model", ["zoo:digits-cnn", "zoo:resnet20", "user .pt2"])
+def test_verify_passes_on_both_runtimes_at_f32_level(model: str, tmp_path: Path) -> None:
+    """FP32 artifacts of the zoo CNNs and of a user-exported .pt2, verified on each runtime: top-1
+    agreement with the source model and a max-abs error at f32 level (bf16 would be ~4x over it)."""
+    if model == "user .pt2":
+        model, data = _user_pt2(tmp_path)
+    elif model == "zoo:resnet20":
+        from user_models import save_data
+
+        data = str(save_data(tmp_path / "data.npz", (3, 32, 32), n=16))
+    else:
+        data = HOLDOUT
+    art = edgec.compile(model, target="cpu", backend="openvino", out=tmp_path / "fp32")
+    metrics = {}
+    for backend in ("onnxruntime", "openvino"):
+        res = edgec.verify(art.path, data=data, limit=64, backend=backend)
+        m = res.metrics
+        assert res.passed and m["top1_agreement"] == 1.0, m
+        assert m["runtime"]["backend"] == backend and m["runtime"]["precision"] == "f32"
+        assert m["f32_level"] <= 0.1, m  # measured ~1e-3 on both; bf16 runs measure > 1
+        metrics[backend] = m
+    if model == "zoo:digits-cnn":  # a trained model: its accuracy, equal on either runtime
+        assert metrics["openvino"]["accuracy_artifact"] == metrics["onnxruntime"]["accuracy_artifact"] >= 0.9
+
+
+def test_int8_of_a_user_pt2_verifies_on_both_runtimes(tmp_path: Path) -> None:
+    model, data = _user_pt2(tmp_path)
+    art = edgec.compile(model, target="cpu", quantize="int8", calib=data, backend="openvino",
+                        out=tmp_path / "int8")  # fmt: skip
+    for backend in ("onnxruntime", "openvino"):
+        res = edgec.verify(art.path, data=data, backend=backend)
+        assert res.passed and res.metrics["top1_agreement"] >= 0.95, res.metrics
+        assert res.metrics["runtime"]["backend"] == backend
+    layers = edgec.get_target("cpu").session(art).runtime["compute_layers"]  # type: ignore[attr-defined]
+    assert set(layers["Convolution"]) == {"int8"}, layers

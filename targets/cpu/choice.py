@@ -1,15 +1,17 @@
 """Which runtime an artifact runs on by default: asked (``--backend``), forced by an option, or timed at
 compile on this machine.
 
-Why a timing and not a rule: measured here, neither runtime is faster for every model. OpenVINO ran
-ResNet-18 2-4x faster than ONNX Runtime (INT8 and FP32), ONNX Runtime ran the 8x8 digits CNN about 5x
-faster (OpenVINO's fixed cost per call, ~60 us, is larger than the whole model), and ResNet-20 at
-32x32 was within 20 % either way (benchmarks/results/cpu_backends.md). So compile runs both on the
-artifact, alternately (a burst of load from another process slows one round of both, not one runtime),
-and keeps ONNX Runtime unless OpenVINO is faster by more than :data:`MARGIN`: within that margin the
-two are equal to the noise of a short timing, and ONNX Runtime needs no second model file. The
-timings, the rule and the outputs' difference between the runtimes go into report.json
-``target_report.backend_choice``.
+Why a timing and not a rule: measured here (benchmarks/results/cpu_backends.md), neither runtime is
+faster for every artifact. OpenVINO ran ResNet-18 INT8 about 3x faster than ONNX Runtime on the same
+model.onnx (this CPU has AMX and VNNI int8 units) and ResNet-18 FP32 at about the same speed; ONNX
+Runtime ran the 8x8 digits CNN 2-5x faster (OpenVINO's fixed cost per call, ~60 us, is larger than
+that whole model). A rule would have to know the CPU's int8 units, the model's size and both
+runtimes' versions; a timing of the artifact on the machine that compiles it knows them all.
+So compile runs both on the artifact, alternately (a burst of load from another process slows one
+round of both, not one runtime), and keeps ONNX Runtime unless OpenVINO is faster by more than
+:data:`MARGIN`: within that margin the two are equal to the noise of a short timing, and ONNX Runtime
+needs no second model file. The timings, the rule and the outputs' difference between the runtimes go
+into report.json ``target_report.backend_choice``.
 """
 
 from __future__ import annotations
