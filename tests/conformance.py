@@ -73,14 +73,14 @@ def check_rows(target: str, model: str) -> list[Any]:
 
 def backends_to_run(target: str) -> list[str | None]:
     """The backends the suite compiles ``target`` for: ``[None]`` (the target's default) for a target
-    whose artifacts always run on its first backend; each installed backend for a target whose
-    artifacts record the runtime they were compiled for (it overrides ``Target.default_backend``,
-    as the CPU target does with onnxruntime / openvino). A backend an optional feature names
-    (``"backend NAME ..."`` in ``Target.optional``) is installed when its module is."""
-    from edgec.target import Target, _installed, get_target
+    whose one artifact serves every backend; each installed backend for a target whose artifacts are
+    built for one (``Target.backend_at_compile``, as the CPU target's for onnxruntime / openvino). A
+    backend an optional feature names (``"backend NAME ..."`` in ``Target.optional``) is installed when
+    its module is."""
+    from edgec.target import _installed, get_target
 
     tgt = get_target(target)
-    if type(tgt).default_backend is Target.default_backend:
+    if not tgt.backend_at_compile:
         return [None]
     needs = {b: mod for feat, mod in tgt.optional.items() for b in tgt.backends if f"backend {b}" in feat}
     return [b for b in tgt.backends if b not in needs or _installed(needs[b])]

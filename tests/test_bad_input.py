@@ -88,6 +88,18 @@ def _fails(cli, args, code: int, *words: str) -> str:
             2,
             ["no precision 'int4' (--quantize)", "int8"],
         ),
+        (
+            "digits_sd",
+            ["--arch", "digits-cnn", "--backend", "tensorrt"],
+            2,
+            ["target 'cpu' has no backend 'tensorrt'", "onnxruntime, openvino"],
+        ),
+        (
+            "digits_sd",
+            ["--arch", "digits-cnn", "--target", "jetson", "--backend", "tensorrt"],
+            2,
+            ["target 'jetson' builds one artifact for all its backends", "(onnxruntime, tensorrt)"],
+        ),
     ],
 )
 def test_compile_rejects(cli, files, name, extra, code, words):

@@ -111,8 +111,8 @@ class CompileConfig(TrainingOptions, DataOptions):
     target: str = option("cpu", "target name, see `edgec targets`", short="-t")
     backend: str | None = option(
         None,
-        "execution backend the artifact is built for and runs on by default (see `edgec targets`; "
-        "default: the target's choice)",
+        "execution backend the artifact is built for and runs on by default, for a target that builds "
+        "one artifact per backend (cpu: onnxruntime | openvino; default: the target's choice)",
     )
     quantize: str = option(
         "none", "precision to compile for; the target declares its own (`edgec targets`): cpu none | int8"

@@ -182,6 +182,9 @@ class Target(ABC):
     optional: ClassVar[dict[str, str]] = {}
     #: execution backends for run / verify; the first is the default
     backends: ClassVar[tuple[str, ...]] = ("default",)
+    #: whether ``compile --backend`` builds the artifact for one backend (recorded in its report and read
+    #: back by :meth:`default_backend`); else one artifact serves every backend and compile refuses it
+    backend_at_compile: ClassVar[bool] = False
     #: energy cost tables (edgec.energy.tables) by ``config.quantize`` value; "default" for the rest.
     #: Declaring them is all a target needs for energy reports: counting and pricing are core.
     cost_tables: ClassVar[dict[str, str]] = {}
@@ -246,6 +249,12 @@ class Target(ABC):
         self.require_precision(config.quantize)
         if config.backend is not None:
             self.resolve_backend(config.backend)
+            if not self.backend_at_compile:
+                raise UsageError(
+                    f"target '{self.name}' builds one artifact for all its backends: --backend is not a "
+                    "compile option here",
+                    hint=f"drop --backend; choose one ({', '.join(self.backends)}) with run, verify or bench",
+                )
         self.target_options(config)
         return config
 

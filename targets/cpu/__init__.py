@@ -46,6 +46,7 @@ class CpuTarget(Target):
     optional: ClassVar[dict[str, str]] = {"backend openvino (also Intel GPU / NPU)": "openvino"}
     #: run / verify / bench backends; an artifact's default is the one compile chose (``choice``)
     backends = ("onnxruntime", "openvino")
+    backend_at_compile = True
     options: ClassVar[type | None] = CpuOptions
     # energy: priced with Horowitz 2014 45 nm figures at the precision the artifact computes in
     cost_tables: ClassVar[dict[str, str]] = {"none": "cmos45-fp32", "int8": "cmos45-int8"}
