@@ -58,7 +58,7 @@ def snntorch_mlp() -> nn.Module:
 def norse_mlp() -> nn.Module:
     import norse.torch as norse
 
-    p = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(200.0))  # dt 1 ms: 20 % leak per step
+    p = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(500.0))  # dt 1 ms: d = 0.5, as SpikingJelly tau=2
     return _declare(
         norse.SequentialState(
             nn.Flatten(),
