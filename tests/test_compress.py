@@ -245,3 +245,19 @@ def test_spiking_zoo_on_loihi_lowers_the_vgg_and_explains_the_resnet_and_transfo
     assert "residual-add" in resnet
     sdt = {v.rule for v in edgec.check("zoo:digits-sdt", target="loihi")[1]}
     assert "residual-add" in sdt and "synapse-without-neuron" in sdt
+
+
+@pytest.mark.slow
+def test_the_spiking_resnet_runs_on_the_cpu_spike_for_spike(cli, tmp_path):
+    """Loihi refuses its residual adds; the CPU target runs the encoder and the unrolled time loop in
+    ONNX Runtime with the PyTorch model's spikes."""
+    assert cli("compile", "zoo:digits-snn-resnet", "--target", "cpu", "-o", tmp_path / "art").exit_code == 0
+    done = cli("verify", tmp_path / "art", "--json")
+    assert done.exit_code == 0, done.stderr
+    metrics = json.loads(done.stdout)["metrics"]
+    assert metrics["top1_agreement"] == 1.0 and metrics["outputs_identical"] == 1.0
+    assert metrics["accuracy_artifact"] > 0.9
+    refused = cli(
+        "compile", "zoo:digits-snn-resnet", "--target", "cpu", "--quantize", "int8", "-o", tmp_path / "b"
+    )
+    assert refused.exit_code == 4 and "snn-precision" in refused.stderr

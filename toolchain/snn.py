@@ -75,6 +75,49 @@ def encode(x: torch.Tensor, timesteps: int, encoder: dict[str, Any] | None) -> t
     raise ValueError(f"unknown encoder kind {kind!r}; expected one of {ENCODERS}")
 
 
+class EncodedSNN(nn.Module):
+    """A spiking module with its host-side encoder in front: raw input ``[B, ...]`` -> output spikes
+    ``[B, T, ...]`` (batch first, as every target's session returns them).
+
+    The same computation as :func:`encode` then the module, written with tensor operations only (the
+    rate encoder's noise is a buffer drawn from the recorded seed), so ONNX exporters can take it and
+    the exported graph gives the PyTorch model's spikes bit for bit.
+    """
+
+    snn: nn.Module
+    noise: torch.Tensor
+
+    def __init__(
+        self, module: nn.Module, timesteps: int, encoder: dict[str, Any] | None, input_shape: tuple[int, ...]
+    ) -> None:
+        super().__init__()
+        self.snn = module
+        self.timesteps = timesteps
+        self.spec = dict(encoder or {"kind": "direct"})
+        kind = self.spec.get("kind", "direct")
+        if kind not in ENCODERS:
+            raise ValueError(f"unknown encoder kind {kind!r}; expected one of {ENCODERS}")
+        gen = torch.Generator().manual_seed(int(self.spec.get("seed", 0)))
+        noise = torch.rand((timesteps, *input_shape), generator=gen) if kind == "rate" else torch.zeros(0)
+        self.register_buffer("noise", noise)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kind = self.spec.get("kind", "direct")
+        t = self.timesteps
+        if kind == "rate":
+            p = (float(self.spec.get("gain", 1.0)) * x).clamp(0.0, 1.0)
+            s = (self.noise.unsqueeze(1) < p.unsqueeze(0)).to(x.dtype)
+        elif kind == "latency":
+            thr = float(self.spec.get("threshold", 0.0))
+            step = torch.round((1.0 - x.clamp(0.0, 1.0)) * (t - 1))
+            steps = torch.arange(t, dtype=x.dtype).reshape(t, *([1] * x.dim()))
+            s = ((steps == step.unsqueeze(0)) & (x.unsqueeze(0) > thr)).to(x.dtype)
+        else:
+            s = x.unsqueeze(0).expand(t, *x.shape)
+        out: torch.Tensor = self.snn(s)
+        return out.transpose(0, 1)
+
+
 def is_binary_encoder(encoder: dict[str, Any] | None) -> bool:
     """Whether the encoder emits binary spikes (what a Loihi artifact takes)."""
     return (encoder or {}).get("kind", "direct") in ("rate", "latency")

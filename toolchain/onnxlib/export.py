@@ -148,7 +148,16 @@ def _strip_wrapper(path: Path) -> None:
 
 
 def export_program(program: Program, path: Path) -> ExportInfo:
-    """Export an edgec :class:`~edgec.program.Program` (eval mode, a deep copy) to ``path``."""
+    """Export an edgec :class:`~edgec.program.Program` (eval mode, a deep copy) to ``path``.
+
+    A spiking program is exported with its host-side encoder in front (:class:`edgec.snn.EncodedSNN`):
+    the graph takes raw input ``[N, ...]`` and returns output spikes ``[N, T, ...]``, the time loop
+    unrolled over the program's T steps."""
+    if program.kind == "snn":
+        from edgec.snn import EncodedSNN
+
+        wrapped = EncodedSNN(program.module, program.timesteps, program.encoder, program.input_shape)
+        return export_onnx(wrapped, program.example_input, path, static_batch=program.static_batch)
     return export_onnx(
         program.module,
         program.example_input,
