@@ -261,3 +261,31 @@ def test_the_spiking_resnet_runs_on_the_cpu_spike_for_spike(cli, tmp_path):
         "compile", "zoo:digits-snn-resnet", "--target", "cpu", "--quantize", "int8", "-o", tmp_path / "b"
     )
     assert refused.exit_code == 4 and "snn-precision" in refused.stderr
+
+
+def test_a_qat_model_keeps_its_learned_grid_in_the_cpu_int8_graph(tmp_path):
+    """uniform-quant's 4-bit weights reach ONNX Runtime as int8 values within [-7, 7] (the learned levels,
+    even after the BatchNorm fold rescaled the conv channels), not re-calibrated 8-bit values."""
+    import onnx
+    from onnx import numpy_helper
+
+    edgec.compress(
+        "zoo:digits-cnn",
+        passes=["uniform-quant:bits=4"],
+        train="builtin:digits",
+        epochs=1,
+        out=tmp_path / "q",
+    )
+    art = edgec.compile(
+        tmp_path / "q", target="cpu", quantize="int8", calib="builtin:digits", out=tmp_path / "a"
+    )
+    kept = art.report["target_report"]["quantization"]["learned_weights"]
+    assert set(kept) == {"features.0", "features.3", "classifier.1", "classifier.3"}
+    assert all(v.startswith("learned") for v in kept.values())
+    weights = [
+        numpy_helper.to_array(i)
+        for i in onnx.load(str(tmp_path / "a" / "model.onnx")).graph.initializer
+        if i.data_type == onnx.TensorProto.INT8 and len(i.dims) >= 2
+    ]
+    assert sorted(int(abs(w).max()) for w in weights) == [7, 7, 127, 127]  # two 4-bit, first / last 8-bit
+    assert edgec.verify(art).metrics["top1_agreement"] >= 0.99

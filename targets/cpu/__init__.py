@@ -156,6 +156,7 @@ class CpuTarget(Target):
                 method=config.calib_method,
                 limit=config.calib_samples,
                 progress=ctx.progress,
+                program=program,
             )
             fp32.unlink()
             report["precision"] = "int8"

@@ -26,6 +26,7 @@ import numpy as np
 if TYPE_CHECKING:
     from edgec.data import Dataset
     from edgec.onnxlib import QdqScheme
+    from edgec.program import Program
     from edgec.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,11 @@ def quantize(
     method: str,
     limit: int,
     progress: Progress,
+    program: Program | None = None,
 ) -> dict[str, Any]:
-    """Write the INT8 graph of ``fp32`` to ``final``; returns the report's ``quantization`` section."""
+    """Write the INT8 graph of ``fp32`` to ``final``; returns the report's ``quantization`` section.
+
+    Weights a compression pass left on a grid (``program.quant``) keep it (:mod:`.learned`)."""
     from edgec.onnxlib import U8S8, U8S8_ATTENTION, calibrate, preprocess, write_qdq
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,12 +116,18 @@ def quantize(
         ranges = calibrate(pre, feeds, scheme=U8S8, method=method)  # every tensor either scheme needs
         preferred, why = choose_scheme(pre)
         notes.append(why)
+        learned: dict[str, Any] = {}
+        learned_account: dict[str, Any] = {}
+        if program is not None:
+            from edgec.targets.cpu.learned import learned_weight_params
+
+            learned, learned_account = learned_weight_params(pre, program)
         x = np.stack(feeds.kept)
         ref = _outputs(pre, x, batch)
         schemes = [preferred, U8S8 if preferred is U8S8_ATTENTION else U8S8_ATTENTION]
         tried: list[dict[str, Any]] = []
         for scheme in schemes:
-            stats = write_qdq(pre, final, scheme, ranges=ranges)
+            stats = write_qdq(pre, final, scheme, ranges=ranges, params=learned)
             result = _compare(_outputs(final, x, batch), ref)
             tried.append({"scheme": scheme.name, **result})
             if result["passed"]:
@@ -125,7 +135,7 @@ def quantize(
         else:
             best = max(range(len(tried)), key=lambda i: _score(tried[i]))
             if best != len(tried) - 1:
-                stats = write_qdq(pre, final, schemes[best], ranges=ranges)
+                stats = write_qdq(pre, final, schemes[best], ranges=ranges, params=learned)
             log.warning(
                 "the INT8 graph disagrees with FP32 on the calibration data (%s); `edgec verify` will "
                 "say whether it is acceptable; try --calib-method percentile, or compile in FP32",
@@ -134,6 +144,7 @@ def quantize(
     stats.notes = notes + stats.notes
     return {
         **stats.to_dict(),
+        "learned_weights": learned_account,
         "calibration_method": method,
         "calibration_samples": feeds.count,
         "check": {
