@@ -246,13 +246,13 @@ def finetune(
 
     ``task`` defaults to the program's (:func:`edgec.tasks.task_for`); ``task_loss`` replaces the
     cross-entropy of a classification task."""
-    from edgec.tasks import ClassificationTask, task_for
+    from edgec.tasks import task_for, task_named
 
     progress = progress or NullProgress()
     device = resolve_device(options.device)
     module = program.module
     if task is None:
-        task = ClassificationTask(task_loss) if task_loss is not None else task_for(program)
+        task = task_named("classification", loss_fn=task_loss) if task_loss is not None else task_for(program)
     x_tr, y_tr = task.prepare(train, program.input_shape, "training")
     held = task.prepare(holdout, program.input_shape, "held-out") if holdout is not None else None
     torch.manual_seed(options.seed)

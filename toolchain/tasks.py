@@ -11,13 +11,13 @@ once; the task says what differs between classification and detection:
 ``compare(out, ref, targets)``            an artifact's outputs vs the source model's (``verify``)
 
 A program names its task in ``metadata["task"]`` (absent: classification). :data:`TASKS` finds the
-class by name, importing it only when used.
+class by name, importing it only when used: the tasks build on the fine-tuning loop and on
+:mod:`edgec.target`, which both ask this module for a task, so this module imports neither.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from edgec.target import VerifyResult
 
 TASKS: dict[str, str] = {
-    "classification": "edgec.tasks:ClassificationTask",
+    "classification": "edgec.classification_task:ClassificationTask",
     "detection": "edgec.detection_task:DetectionTask",
 }
 
@@ -77,49 +77,6 @@ class Task:
         raise NotImplementedError
 
 
-class ClassificationTask(Task):
-    """Integer labels, cross-entropy (or ``loss_fn``) on the class scores, top-1 accuracy."""
-
-    name = "classification"
-    metric = "top-1 accuracy"
-
-    def __init__(self, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> None:
-        self.loss_fn = loss_fn or torch.nn.functional.cross_entropy
-
-    def prepare(self, data: Dataset, input_shape: tuple[int, ...], purpose: str) -> tuple[np.ndarray, Any]:
-        from edgec.finetune import labelled_arrays
-
-        return labelled_arrays(data, input_shape, purpose)
-
-    def subset(self, x: np.ndarray, targets: Any, idx: np.ndarray, name: str) -> Dataset:
-        from edgec.data import from_arrays
-
-        return from_arrays(x[idx], targets[idx], name=name)
-
-    def batch_targets(self, targets: Any, idx: torch.Tensor, device: torch.device) -> Any:
-        return torch.from_numpy(targets)[idx].to(device)
-
-    def loss(self, batch: Batch) -> torch.Tensor:
-        return self.loss_fn(batch.logits, batch.y)
-
-    def evaluate(
-        self, program: Program, module: nn.Module, x: np.ndarray, targets: Any, *, device: str = "cpu"
-    ) -> float:
-        from edgec.finetune import evaluate
-
-        return evaluate(program, module, x, targets, device=device)
-
-    def inputs(self, data: Dataset, limit: int | None) -> tuple[np.ndarray, Any]:
-        return data.arrays(limit)
-
-    def compare(
-        self, out: dict[str, np.ndarray], ref: dict[str, np.ndarray], targets: Any, *, min_agreement: float
-    ) -> VerifyResult:
-        from edgec.target import compare_outputs
-
-        return compare_outputs(out, ref, targets, min_agreement=min_agreement)
-
-
 def task_for(program: Program | None) -> Task:
     """The task ``program.metadata["task"]`` names (classification when it names none)."""
     name = (program.metadata.get("task") if program is not None else None) or "classification"
@@ -127,6 +84,19 @@ def task_for(program: Program | None) -> Task:
         raise ModelError(
             f"the model's metadata names an unknown task '{name}'", hint=f"tasks: {', '.join(sorted(TASKS))}"
         )
-    module, _, cls = TASKS[name].partition(":")
-    task: Task = getattr(importlib.import_module(module), cls).for_program(program)
+    task: Task = _task_class(name).for_program(program)
     return task
+
+
+def task_named(name: str, **kwargs: Any) -> Task:
+    """The task called ``name`` built with ``kwargs`` (``task_named("classification", loss_fn=f)``)."""
+    if name not in TASKS:
+        raise ModelError(f"unknown task '{name}'", hint=f"tasks: {', '.join(sorted(TASKS))}")
+    task: Task = _task_class(name)(**kwargs)
+    return task
+
+
+def _task_class(name: str) -> type[Task]:
+    module, _, cls = TASKS[name].partition(":")
+    found: type[Task] = getattr(importlib.import_module(module), cls)
+    return found
