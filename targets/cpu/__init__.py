@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from edgec.errors import ConstraintViolation, DataError, UsageError
+from edgec.errors import ConstraintViolation, UsageError
 from edgec.target import Lowered, Session, Target, VerifyResult, Violation, compare_outputs
 from edgec.targets.cpu import onnxruntime_backend as ort_backend
 from edgec.targets.cpu import openvino_backend as ov_backend
