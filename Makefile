@@ -17,7 +17,7 @@ $(STAMP): constraints.txt pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt "numpy<2" torch torchvision onnx onnxruntime onnxscript \
 		brevitas nncf typer rich h5py nir scikit-learn safetensors matplotlib scipy "networkx<=2.8.7" "asteval<0.10" \
-		torchmetrics pycocotools \
+		torchmetrics pycocotools optuna "ray>=2.40" \
 		"opencv-python-headless<4.11" "pillow<11" pytest pytest-timeout pytest-xdist jsonschema ruff mypy
 	# the other SNN frameworks edgec reads (the `frameworks` extra): tests and benchmarks/interop.py use them
 	$(PIP) install -q -c constraints.txt snntorch norse spikingjelly sinabs nirtorch

@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "compile": "edgec.api",
     "compress": "edgec.compression",
+    "search": "edgec.search",  # the package, callable: edgec.search(model, ...)
     "check": "edgec.api",
     "verify": "edgec.api",
     "run": "edgec.api",

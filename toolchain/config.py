@@ -44,6 +44,7 @@ __all__ = [
     "PassSpec",
     "ReportOptions",
     "RunOptions",
+    "SearchOptions",
     "TrainingOptions",
     "VerifyOptions",
     "load_config",
@@ -220,6 +221,45 @@ class ReportOptions(DataOptions):
     max_increase: float = option(
         0.05, "allowed energy increase over the baseline: 5% or 0.05", kind="percent", api=False
     )
+
+
+@group("search")
+@dataclass
+class SearchOptions(TrainingOptions, DataOptions):
+    """Options of ``search`` (:mod:`edgec.search`): the space, the sampler, how trials run."""
+
+    target: str | None = option(
+        None, "target(s) to deploy every trial to, comma-separated (e.g. loihi,cpu)", short="-t"
+    )
+    space: str = option("builtin", "search space: builtin (by model kind) or a TOML file (docs/search.md)")
+    trials: int = option(24, "trials to reach (a resumed search counts the finished ones)", minimum=1)
+    objectives: str = option(
+        "accuracy,energy", "objectives, comma-separated: accuracy, energy, bytes, sops (first target)"
+    )
+    constraint: list[str] = option(
+        [], "a bound on a metric, e.g. energy_uj<=0.5, bytes<=8000, accuracy>=0.9 (repeatable)"
+    )
+    sampler: str = option(
+        "nsga2",
+        "nsga2 (the multi-objective front) | tpe (the accuracy-energy fitness)",
+        choices=("nsga2", "tpe"),
+    )
+    population: int = option(8, "trials asked from the sampler at once (NSGA-II's population)", minimum=2)
+    fitness_weight: float = option(0.07, "w of the tpe fitness accuracy * (1 uJ / energy)^w", minimum=0.0)
+    workers: int = option(1, "trials run at once on this machine (or Ray tasks in flight)", minimum=1)
+    ray: str | None = option(
+        None, "run trials as Ray tasks: auto | local | HOST:PORT (pip install edgec[ray])"
+    )
+    trial_cpus: float = option(1.0, "CPUs each Ray trial declares", minimum=0.0)
+    trial_gpus: float = option(0.0, "GPUs each Ray trial declares", minimum=0.0)
+    storage: str | None = option(None, "Optuna storage URL (default: sqlite:///OUT/study.db)")
+    data: str | None = option(None, "held-out evaluation data (default: the model's own holdout)")
+    limit: int | None = option(
+        None, "evaluate the deployed artifacts on at most this many samples", minimum=1
+    )
+    keep_all: bool = option(False, "keep every trial's artifacts (default: only the Pareto front's)")
+    arch: str | None = option(None, "architecture of a state_dict file (see edgec compile --arch)")
+    trust_pickle: bool = option(False, "allow unpickling a whole module (runs its code)")
 
 
 def load_config(path: Path | None = None, **overrides: Any) -> CompileConfig:

@@ -13,6 +13,7 @@ artifacts (:meth:`edgec.target.Target.summary`).
 ``artifact``  verify, run, bench (commands on an artifact directory)
 ``info``      targets, models, demo
 ``compress``  compress, recipes (training-time compression)
+``search``    search (the accuracy x energy Pareto front over recipes and targets)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import logging
 import os
 import sys
 
-from edgec.cli import artifact, compress, info, model  # noqa: F401  (registers the commands)
+from edgec.cli import artifact, compress, info, model, search  # noqa: F401  (registers the commands)
 from edgec.cli.shell import app
 
 __all__ = ["app", "main"]

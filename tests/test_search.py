@@ -1,0 +1,226 @@
+"""`edgec search` end to end on the spiking MLP of the zoo (no fine-tuning: epochs 0, 32 held-out samples):
+the front, the same trials however they run, resume after a killed driver, a killed worker, a refused target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import edgec
+from edgec.data import open_dataset
+
+pytestmark = pytest.mark.slow
+
+MODEL = "zoo:digits-snn-mlp"
+BASE: dict[str, Any] = {
+    "target": "loihi,cpu",
+    "train_data": "builtin:digits",
+    "trials": 4,
+    "population": 2,
+    "epochs": 0,
+    "limit": 32,
+    "seed": 3,
+}
+CLI = [
+    "--target",
+    "loihi",
+    "--train-data",
+    "builtin:digits",
+    "--epochs",
+    "0",
+    "--limit",
+    "32",
+    "--population",
+    "2",
+]
+
+
+#: a continuous prune share: a sampler proposes no point twice, so every trial runs a worker
+SPACE = (
+    '[space]\nrecipes = ["qp-snn:bits={bits},prune={prune}"]\n'
+    "[space.params]\nbits = [2, 4, 8]\nprune = {low = 0.0, high = 0.7}\n"
+)
+
+
+def params_by_number(doc: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    return [(t["number"], t["params"]) for t in doc["trials"]]
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("search") / "seq"
+    result = edgec.search(MODEL, out=out, **BASE)
+    doc = json.loads((out / "search.json").read_text())
+    return {"out": out, "result": result, "doc": doc}
+
+
+def test_front_is_non_dominated_complete_and_its_artifacts_deploy(sequential: dict[str, Any]) -> None:
+    doc, out = sequential["doc"], sequential["out"]
+    assert doc["counts"]["complete"] == 4 and len(doc["trials"]) == 4
+    pts = {
+        t["number"]: (t["targets"]["loihi"]["accuracy"], t["targets"]["loihi"]["energy_uj"])
+        for t in doc["trials"]
+        if t["state"] == "complete" and t["targets"]["loihi"]["feasible"]
+    }
+    assert len(pts) == 4
+    expected = {
+        i
+        for i, (a, e) in pts.items()
+        if not any(b >= a and f <= e and (b > a or f < e) for j, (b, f) in pts.items() if j != i)
+    }
+    assert set(doc["front"]["loihi"]) == expected
+    assert sequential["result"].front == doc["front"]
+    holdout = open_dataset("builtin:digits:holdout", purpose="evaluation")
+    x, y = holdout.arrays(32)
+    for t in doc["trials"]:
+        row = t["targets"]["loihi"]
+        trial_dir = out / "trials" / f"trial-{t['number']:04d}"
+        if t["number"] in expected:
+            # the recorded accuracy is that of the kept artifact, run again here on the same samples
+            spikes = next(iter(edgec.run(row["artifact"], x).values()))
+            acc = float((np.asarray(spikes).sum(1).reshape(len(x), -1).argmax(1) == y).mean())
+            assert acc == pytest.approx(row["accuracy"])
+            assert row["energy_uj"] > 0 and row["energy_source"] == "estimate"
+            assert json.loads((Path(row["artifact"]) / "report.json").read_text())["target"] == "loihi"
+        elif t.get("reused_from") is None:
+            assert not trial_dir.exists() and row["artifact"] is None  # off the front: removed
+    assert (out / "report.md").read_text().count("## Pareto front on") == 2
+    assert "<svg" in (out / "report.html").read_text()
+
+
+def test_a_target_that_refuses_the_model_makes_the_trial_infeasible_with_the_reason(
+    sequential: dict[str, Any],
+) -> None:
+    doc = sequential["doc"]
+    assert doc["front"]["cpu"] == []
+    for t in doc["trials"]:
+        cpu = t["targets"]["cpu"]
+        assert cpu["feasible"] is False
+        assert [r["rule"] for r in cpu["why_not"]] == ["cpu-takes-ann"]
+        assert "cpu-takes-ann" in cpu["reason"] and "accuracy" not in cpu
+        assert t["state"] == "complete"  # the trial itself ran: loihi took it
+
+
+def test_same_seed_and_space_give_the_same_trials_with_two_workers(
+    sequential: dict[str, Any], tmp_path: Path
+) -> None:
+    result = edgec.search(MODEL, out=tmp_path / "w2", workers=2, **BASE)
+    doc = json.loads((tmp_path / "w2" / "search.json").read_text())
+    assert params_by_number(doc) == params_by_number(sequential["doc"])
+    assert doc["execution"] == {
+        "kind": "local",
+        "workers": 2,
+        "threads_per_trial": max(1, (os.cpu_count() or 1) // 2),
+    }
+    assert result.front == sequential["result"].front  # the same trials measure the same
+
+
+@pytest.mark.ray
+def test_same_seed_and_space_give_the_same_trials_on_local_ray(
+    sequential: dict[str, Any], tmp_path: Path
+) -> None:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        edgec.search(MODEL, out=tmp_path / "ray", ray="auto", **BASE)
+    finally:
+        ray.shutdown()
+    doc = json.loads((tmp_path / "ray" / "search.json").read_text())
+    assert doc["execution"]["kind"] == "ray" and doc["execution"]["cluster_cpus"] == 2
+    assert params_by_number(doc) == params_by_number(sequential["doc"])
+    assert doc["front"] == sequential["doc"]["front"]
+
+
+def _wait_for(pred: Any, timeout: float, what: str) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _doc(out: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((out / "search.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def test_a_search_killed_after_k_trials_resumes_to_n_with_none_run_twice(tmp_path: Path) -> None:
+    out = tmp_path / "resume"
+    (tmp_path / "space.toml").write_text(SPACE)
+    cmd = [sys.executable, "-m", "edgec", "search", MODEL, *CLI, "--trials", "3", "-o", str(out)]
+    cmd += ["--space", str(tmp_path / "space.toml")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        first = _wait_for(lambda: (d := _doc(out)) and d["counts"]["complete"] >= 2 and d, 300, "2 trials")
+        # the driver and its workers die mid-search, as on a lost machine
+        _wait_for(lambda: (out / "trials" / "trial-0002" / "worker.pid").exists(), 120, "the next batch")
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert json.loads((out / "search.json").read_text())["counts"]["complete"] == 2  # never half-written
+    before = {t["number"]: t for t in first["trials"] if t["state"] == "complete"}
+    r = subprocess.run([*cmd], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "search.json").read_text())
+    finished = [t for t in doc["trials"] if t["state"] in ("complete", "failed")]
+    assert len(finished) == 3
+    for n, t in before.items():  # the trials finished before the kill were not run again
+        after = next(x for x in doc["trials"] if x["number"] == n)
+        assert (after["wall_s"], after["attempts"]) == (t["wall_s"], t["attempts"])
+    ran = [json.dumps(t["params"], sort_keys=True) for t in finished if t.get("reused_from") is None]
+    assert len(ran) == len(set(ran))  # no parameter set ran twice
+    interrupted = [t for t in doc["trials"] if t["state"] == "interrupted"]
+    assert [t["number"] for t in interrupted] == [2]  # killed in its worker: not counted, run again
+    for t in interrupted:  # re-queued with the same parameters, and run once
+        assert any(x["params"] == t["params"] for x in finished if x["number"] > t["number"])
+
+
+def test_a_worker_killed_by_sigkill_is_retried_once_then_recorded_failed(tmp_path: Path) -> None:
+    out = tmp_path / "kill"
+    (tmp_path / "space.toml").write_text(SPACE)
+    cmd = [sys.executable, "-m", "edgec", "search", MODEL, *CLI, "--trials", "2", "-o", str(out)]
+    cmd += ["--space", str(tmp_path / "space.toml")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed: list[int] = []
+
+    def kill_worker_of(number: int) -> None:
+        pid_file = out / "trials" / f"trial-{number:04d}" / "worker.pid"
+        pid = _wait_for(
+            lambda: pid_file.exists() and (p := int(pid_file.read_text() or 0)) not in killed and p,
+            300,
+            "a worker",
+        )
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    try:
+        kill_worker_of(0)  # once: retried, then completes
+        kill_worker_of(1)  # twice: recorded as failed
+        kill_worker_of(1)
+        _, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    doc = json.loads((out / "search.json").read_text())
+    t0, t1 = doc["trials"]
+    assert (t0["state"], t0["attempts"]) == ("complete", 2)
+    assert (t1["state"], t1["attempts"]) == ("failed", 2)
+    assert t1["reason"] == "worker killed by SIGKILL on both attempts"
+    assert doc["counts"] == {"complete": 1, "failed": 1, "interrupted": 0, "running": 0}
+    assert not (out / "trials" / "trial-0001").exists()  # a failed trial keeps no artifact
