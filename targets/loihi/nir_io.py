@@ -48,7 +48,8 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import ModelError
-from edgec.nirgraph import NirUnsupported, neuron_nodes
+from edgec.nirgraph import neuron_nodes
+from edgec.nirmap import NirUnsupported
 
 __all__ = ["DT", "NirUnsupported", "netlist_from_nir", "netlist_to_nir", "read_nir", "write_nir"]
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from edgec.frameworks import Converted, as_array, leaves, standard_layer, unsupported
-from edgec.nirgraph import NetBuilder
+from edgec.nirmap import NetBuilder
 from edgec.target import Violation
 
 
