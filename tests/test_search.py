@@ -64,13 +64,22 @@ def sequential(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"out": out, "result": result, "doc": doc}
 
 
-def test_front_is_non_dominated_complete_and_its_artifacts_deploy(sequential: dict[str, Any]) -> None:
+def _deployed_accuracy(artifact: str, x: np.ndarray, y: np.ndarray) -> float:
+    out = np.asarray(next(iter(edgec.run(artifact, x).values())))
+    scores = out.sum(1) if out.ndim == 3 else out  # spikes [N, T, classes]: counted over time
+    return float((scores.reshape(len(x), -1).argmax(1) == y).mean())
+
+
+@pytest.mark.parametrize("target", ["loihi", "cpu"])
+def test_front_is_non_dominated_complete_and_its_artifacts_deploy(
+    sequential: dict[str, Any], target: str
+) -> None:
     doc, out = sequential["doc"], sequential["out"]
     assert doc["counts"]["complete"] == 4 and len(doc["trials"]) == 4
     pts = {
-        t["number"]: (t["targets"]["loihi"]["accuracy"], t["targets"]["loihi"]["energy_uj"])
+        t["number"]: (t["targets"][target]["accuracy"], t["targets"][target]["energy_uj"])
         for t in doc["trials"]
-        if t["state"] == "complete" and t["targets"]["loihi"]["feasible"]
+        if t["state"] == "complete" and t["targets"][target]["feasible"]
     }
     assert len(pts) == 4
     expected = {
@@ -78,37 +87,39 @@ def test_front_is_non_dominated_complete_and_its_artifacts_deploy(sequential: di
         for i, (a, e) in pts.items()
         if not any(b >= a and f <= e and (b > a or f < e) for j, (b, f) in pts.items() if j != i)
     }
-    assert set(doc["front"]["loihi"]) == expected
+    assert set(doc["front"][target]) == expected
     assert sequential["result"].front == doc["front"]
-    holdout = open_dataset("builtin:digits:holdout", purpose="evaluation")
-    x, y = holdout.arrays(32)
+    kept = {n for front in doc["front"].values() for n in front}
+    x, y = open_dataset("builtin:digits:holdout", purpose="evaluation").arrays(32)
     for t in doc["trials"]:
-        row = t["targets"]["loihi"]
+        row = t["targets"][target]
         trial_dir = out / "trials" / f"trial-{t['number']:04d}"
         if t["number"] in expected:
             # the recorded accuracy is that of the kept artifact, run again here on the same samples
-            spikes = next(iter(edgec.run(row["artifact"], x).values()))
-            acc = float((np.asarray(spikes).sum(1).reshape(len(x), -1).argmax(1) == y).mean())
-            assert acc == pytest.approx(row["accuracy"])
+            assert _deployed_accuracy(row["artifact"], x, y) == pytest.approx(row["accuracy"])
             assert row["energy_uj"] > 0 and row["energy_source"] == "estimate"
-            assert json.loads((Path(row["artifact"]) / "report.json").read_text())["target"] == "loihi"
-        elif t.get("reused_from") is None:
-            assert not trial_dir.exists() and row["artifact"] is None  # off the front: removed
+            assert json.loads((Path(row["artifact"]) / "report.json").read_text())["target"] == target
+        elif t["number"] not in kept and t.get("reused_from") is None:
+            assert not trial_dir.exists() and row["artifact"] is None  # on no front: removed
     assert (out / "report.md").read_text().count("## Pareto front on") == 2
     assert "<svg" in (out / "report.html").read_text()
 
 
-def test_a_target_that_refuses_the_model_makes_the_trial_infeasible_with_the_reason(
-    sequential: dict[str, Any],
-) -> None:
-    doc = sequential["doc"]
-    assert doc["front"]["cpu"] == []
-    for t in doc["trials"]:
-        cpu = t["targets"]["cpu"]
-        assert cpu["feasible"] is False
-        assert [r["rule"] for r in cpu["why_not"]] == ["cpu-takes-ann"]
-        assert "cpu-takes-ann" in cpu["reason"] and "accuracy" not in cpu
-        assert t["state"] == "complete"  # the trial itself ran: loihi took it
+def test_a_target_that_refuses_the_model_makes_the_trial_infeasible_with_the_reason(tmp_path: Path) -> None:
+    # Loihi keeps 24-bit neuron state: a 4-bit membrane (q-snn) is refused there, the CPU runs it
+    space = tmp_path / "space.toml"
+    space.write_text('[space]\nrecipes = ["q-snn:bits={bits},state_bits=4"]\n[space.params]\nbits = [4]\n')
+    opts = {**BASE, "target": "cpu,loihi", "trials": 1, "space": str(space)}
+    res = edgec.search(MODEL, out=tmp_path / "out", **opts)
+    (t,) = res.trials
+    assert t.state == "complete"
+    loihi, cpu = t.targets["loihi"], t.targets["cpu"]
+    assert loihi["feasible"] is False and "accuracy" not in loihi
+    assert {r["rule"] for r in loihi["why_not"]} == {"membrane-quantization"}
+    assert loihi["reason"].startswith("refused (membrane-quantization)")
+    assert cpu["feasible"] is True and cpu["accuracy"] is not None
+    assert res.front == {"cpu": [0], "loihi": []}
+    assert "No feasible trial on loihi" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_same_seed_and_space_give_the_same_trials_with_two_workers(
