@@ -198,12 +198,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     verdicts = []
     for act in ("1W/1A", "1W/32A"):
-        ste, reste = (
-            mean_sd(results[f"STE, {act}"], "accuracy")[0],
-            mean_sd(results[f"ReSTE, {act}"], "accuracy")[0],
+        (ste, s_sd), (reste, r_sd) = (
+            mean_sd(results[f"STE, {act}"], "accuracy"),
+            mean_sd(results[f"ReSTE, {act}"], "accuracy"),
         )
+        spread = 100 * max(s_sd, r_sd)
+        within = f" (within the seeds' spread, ± {spread:.2f})" if abs(reste - ste) * 100 <= spread else ""
         verdicts.append(
-            f"- ReSTE vs STE at {act}: {100 * (reste - ste):+.2f} points on average -- "
+            f"- ReSTE vs STE at {act}: {100 * (reste - ste):+.2f} points on average{within} -- "
             + ("ReSTE at least as accurate." if reste >= ste else "ReSTE is BELOW STE here.")
         )
     lines += [
