@@ -105,7 +105,9 @@ def test_front_is_non_dominated_complete_and_its_artifacts_deploy(
     assert "<svg" in (out / "report.html").read_text()
 
 
-def test_a_target_that_refuses_the_model_makes_the_trial_infeasible_with_the_reason(tmp_path: Path) -> None:
+def test_a_target_that_refuses_the_model_makes_the_trial_infeasible_with_the_reason(
+    cli, tmp_path: Path
+) -> None:
     # Loihi keeps 24-bit neuron state: a 4-bit membrane (q-snn) is refused there, the CPU runs it
     space = tmp_path / "space.toml"
     space.write_text('[space]\nrecipes = ["q-snn:bits={bits},state_bits=4"]\n[space.params]\nbits = [4]\n')
@@ -120,6 +122,36 @@ def test_a_target_that_refuses_the_model_makes_the_trial_infeasible_with_the_rea
     assert cpu["feasible"] is True and cpu["accuracy"] is not None
     assert res.front == {"cpu": [0], "loihi": []}
     assert "No feasible trial on loihi" in (tmp_path / "out" / "report.md").read_text()
+    # a front member is a model for the other commands: OUT#trial-N
+    r = cli("compile", f"{tmp_path / 'out'}#trial-0", "--target", "cpu", "-o", str(tmp_path / "member"))
+    assert r.exit_code == 0, r.stderr
+    assert json.loads((tmp_path / "member" / "report.json").read_text())["target"] == "cpu"
+    r = cli("compile", f"{tmp_path / 'out'}#trial-3", "--target", "cpu", "-o", str(tmp_path / "none"))
+    assert r.exit_code == 2 and "trial 3 of the search" in r.stderr and not (tmp_path / "none").exists()
+
+
+def test_tpe_fitness_and_a_constraint(tmp_path: Path) -> None:
+    import optuna
+
+    from edgec.search.objectives import fitness
+
+    res = edgec.search(
+        MODEL, out=tmp_path / "tpe", sampler="tpe", constraint=["bytes<=6000"], **{**BASE, "target": "loihi"}
+    )
+    study = optuna.load_study(study_name="edgec-search", storage=f"sqlite:///{tmp_path / 'tpe' / 'study.db'}")
+    assert len(res.trials) == 4
+    for t, st in zip(res.trials, study.trials, strict=True):
+        row = t.targets["loihi"]
+        # told to TPE: accuracy x (1 uJ / energy)^0.07, and how far past the bound the trial is
+        assert st.values == [pytest.approx(fitness(row["accuracy"], row["energy_uj"], 0.07))]
+        assert st.constraints == {"bytes<=6000": pytest.approx(row["bytes"] - 6000)}
+        if row["bytes"] <= 6000:
+            assert row["feasible"] is True
+        else:
+            assert (
+                row["feasible"] is False and row["reason"] == f"constraint bytes<=6000 (got {row['bytes']})"
+            )
+    assert all(t.targets["loihi"]["bytes"] <= 6000 for t in res.front_trials("loihi"))
 
 
 def test_same_seed_and_space_give_the_same_trials_with_two_workers(

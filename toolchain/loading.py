@@ -199,6 +199,10 @@ def load_program(
     import torch
     from torch import nn
 
+    if isinstance(model, str) and "#" in model:  # OUT#trial-7: a trial of `edgec search` OUT
+        from edgec.search.member import resolve_member
+
+        model = resolve_member(model) or model
     if isinstance(model, Program):
         program = model
     elif isinstance(model, torch.export.ExportedProgram):

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgec.search.member import SEARCH_JSON
 from edgec.search.objectives import pareto_front, values_for
 from edgec.search.trial import TRIALS_DIR, trial_dir, write_atomic
 
-SEARCH_JSON = "search.json"
 SCHEMA_VERSION = 1
 
 

@@ -26,13 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgec.search.member import TRIALS_DIR, trial_dir
+
+__all__ = ["PID", "RESULT", "SPEC", "TRIALS_DIR", "clear_trial_dir", "run_trial", "trial_dir", "write_atomic"]
+
 #: files of a trial directory, OUT/trials/trial-NNNN/
 SPEC, RESULT, PID = "spec.json", "result.json", "worker.pid"
-TRIALS_DIR = "trials"
-
-
-def trial_dir(out: Path, number: int) -> Path:
-    return out / TRIALS_DIR / f"trial-{number:04d}"
 
 
 def write_atomic(path: Path, data: Any) -> None:
