@@ -351,6 +351,25 @@ def test_binarized_snn_compiles_to_loihi_with_two_weights_per_neuron(tmp_path):
     assert edgec.verify(art).passed
 
 
+def test_binarized_snn_compiles_for_the_cpu_with_int8_weights_and_the_packed_file(tmp_path):
+    """The CPU target runs a spiking network inside a wrapper module (graph paths ``snn.net.2.module``):
+    the binarized layer is still found, stored int8 with two values per channel and bit-packed."""
+    from onnx import load, numpy_helper
+
+    edgec.compress(
+        "zoo:digits-snn-cnn", passes=["binarize:epochs=0"], train="builtin:digits", out=tmp_path / "c"
+    )
+    art = edgec.compile(tmp_path / "c", target="cpu", out=tmp_path / "cpu")
+    packed = read_packed(art.file("weights_1bit"))
+    assert list(packed) == ["net.2.module"] and packed["net.2.module"].shape == (32, 16, 3, 3)
+    init = {i.name: numpy_helper.to_array(i) for i in load(str(art.file("model"))).graph.initializer}
+    q = init["snn.net.2.module.weight_int8"]
+    assert q.dtype == np.int8 and set(np.unique(q)) == {-1, 1}
+    scale = init["snn.net.2.module.weight_int8_scale"]
+    assert np.array_equal(q.astype(np.float32) * scale.reshape(-1, 1, 1, 1), packed["net.2.module"])
+    assert edgec.verify(art).metrics["top1_agreement"] == 1.0
+
+
 # ---- bad input: one line, exit 2, nothing written ---------------------------------------------------
 @pytest.mark.parametrize(
     ("model", "recipe", "words"),

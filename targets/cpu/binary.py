@@ -94,8 +94,9 @@ def learned_params(
     layers: dict[str, Any] = {}
     notes: list[str] = []
     for name, rec in learned_layers(program).items():
-        entry = tensors.get(name)
-        if entry is None or "weight" not in entry or name not in modules:
+        path = _graph_layer(tensors, name)
+        entry = tensors[path] if path is not None else None
+        if path is None or entry is None or "weight" not in entry or name not in modules:
             notes.append(f"{name}: no weighted node of that layer in the graph; left in float")
             continue
         axis = _weight_axis(nodes[entry["node"]])
@@ -112,10 +113,10 @@ def learned_params(
         if np.abs(q - np.rint(q)).max(initial=0.0) > _GRID_TOL or np.abs(np.rint(q)).max(initial=0) > 127:
             notes.append(f"{name}: the exported weights are off the recorded grid; left in float")
             continue
-        params[f"{name}:weight"] = TensorQuant.per_channel(scale, axis=axis, dtype="int8")
+        params[f"{path}:weight"] = TensorQuant.per_channel(scale, axis=axis, dtype="int8")
         desc = {"weight_bits": rec.weight_bits, "method": rec.method, "input": "float"}
         if rec.act_bits == 1:
-            params[f"{name}:input"] = TensorQuant.per_tensor(BINARY_INPUT[0], BINARY_INPUT[1], "uint8")
+            params[f"{path}:input"] = TensorQuant.per_tensor(BINARY_INPUT[0], BINARY_INPUT[1], "uint8")
             desc["input"] = "binary +-1 (uint8, scale 1/127, zero-point 127)"
         if rec.weight_bits == 1:
             s32 = scale.astype(np.float32)
@@ -123,6 +124,15 @@ def learned_params(
             packed[name] = (signs * s32.reshape(-1, *([1] * (w.ndim - 1))), s32)
         layers[name] = desc
     return params, packed, layers, notes
+
+
+def _graph_layer(tensors: dict[str, dict[str, str]], name: str) -> str | None:
+    """The graph's path of the program's layer ``name``: itself, or the one path ending in it (the CPU
+    target exports a spiking network inside a wrapper module: ``snn.net.2.module``)."""
+    if name in tensors:
+        return name
+    found = [k for k in tensors if k.endswith("." + name)]
+    return found[0] if len(found) == 1 else None
 
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
