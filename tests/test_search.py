@@ -233,6 +233,32 @@ def test_a_search_killed_after_k_trials_resumes_to_n_with_none_run_twice(tmp_pat
         assert any(x["params"] == t["params"] for x in finished if x["number"] > t["number"])
 
 
+def test_ctrl_c_stops_with_the_study_saved_and_the_search_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "ctrl-c"
+    (tmp_path / "space.toml").write_text(SPACE)
+    cmd = [sys.executable, "-m", "edgec", "search", MODEL, *CLI, "--trials", "2", "-o", str(out)]
+    cmd += ["--space", str(tmp_path / "space.toml")]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _wait_for(lambda: (out / "trials" / "trial-0000" / "worker.pid").exists(), 300, "a worker")
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the driver and its workers
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    doc = json.loads((out / "search.json").read_text())
+    counts = doc["counts"]
+    assert counts["interrupted"] >= 1 and counts["queued"] == counts["interrupted"] and counts["running"] == 0
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "search.json").read_text())
+    finished = [t for t in doc["trials"] if t["state"] in ("complete", "failed")]
+    assert len(finished) == 2 and all(t["state"] == "complete" for t in finished)
+
+
 def test_a_worker_killed_by_sigkill_is_retried_once_then_recorded_failed(tmp_path: Path) -> None:
     out = tmp_path / "kill"
     (tmp_path / "space.toml").write_text(SPACE)
@@ -265,5 +291,5 @@ def test_a_worker_killed_by_sigkill_is_retried_once_then_recorded_failed(tmp_pat
     assert (t0["state"], t0["attempts"]) == ("complete", 2)
     assert (t1["state"], t1["attempts"]) == ("failed", 2)
     assert t1["reason"] == "worker killed by SIGKILL on both attempts"
-    assert doc["counts"] == {"complete": 1, "failed": 1, "interrupted": 0, "running": 0}
+    assert doc["counts"] == {"complete": 1, "failed": 1, "interrupted": 0, "queued": 0, "running": 0}
     assert not (out / "trials" / "trial-0001").exists()  # a failed trial keeps no artifact

@@ -4,10 +4,12 @@ Both executors take a batch of trial specs and return one record per spec, in th
 driver tells the sampler in trial-number order whichever way the trials ran (the same seed and space give
 the same trials sequentially, with ``--workers K`` and on Ray).
 
-* :class:`LocalExecutor`: each trial in a fresh ``python -m edgec.search.trial`` process, at most
-  ``workers`` at once. A process that dies from a signal (SIGKILL, the OOM killer) gets its trial run once
-  more from a clean trial directory; a second death records the trial as failed. A trial's own failure
-  (an exception) is already a record; a process is never reused, so a trial cannot leak into the next.
+* :class:`LocalExecutor`: ``workers`` long-lived ``python -m edgec.search.trial --serve`` processes,
+  each running one trial at a time (imports, the model and the data are loaded once per worker: for a
+  small model they cost more than the trial). A worker that dies from a signal (SIGKILL, the OOM killer)
+  is replaced and its trial run once more from a clean trial directory; a second death records the trial
+  as failed. A trial's own failure (an exception) is already a record; trials seed everything they draw,
+  so a trial computes the same in a used worker as in a fresh one.
 * :class:`RayExecutor`: each trial a Ray task declaring ``num_cpus`` / ``num_gpus``, with Ray's
   ``max_retries=1`` (Ray re-runs a task whose worker died, e.g. SIGKILL or a lost node, once; then the
   driver sees the crash and records the trial as failed).
@@ -44,97 +46,144 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
+class _Worker:
+    """A long-lived ``python -m edgec.search.trial --serve`` process: it reads ``SPEC<TAB>RESULT`` lines
+    and answers ``done`` once the result file is written. Imports and caches (torch, the zoo model,
+    the data) are paid once per worker, not once per trial."""
+
+    def __init__(self, threads: int, log_path: Path) -> None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        with log_path.open("ab") as logf:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "edgec.search.trial", "--serve"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=logf,
+                env=env,
+                text=True,
+                bufsize=1,
+            )
+        self.log_path = log_path
+        self.index: int | None = None  # the batch index of the trial it runs
+
+    def assign(self, index: int, spec_path: Path, result_path: Path) -> None:
+        assert self.proc.stdin is not None
+        self.index = index
+        self.proc.stdin.write(f"{spec_path}\t{result_path}\n")
+        self.proc.stdin.flush()
+
+    def answered(self) -> bool:
+        """The trial it runs is done (its line arrived); False while it runs or when it died."""
+        import select
+
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 0)
+        return bool(ready) and self.proc.stdout.readline().strip() == "done"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
 class LocalExecutor:
-    """Trials as worker processes on this machine (see the module docstring)."""
+    """Trials on ``workers`` worker processes on this machine (see the module docstring)."""
 
     kind = "local"
 
     def __init__(self, workers: int, threads: int | None = None) -> None:
         self.workers = workers
-        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads or max(1, len(os.sched_getaffinity(0)) // workers)
+        self.pool: list[_Worker] = []
+        self.started = 0
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "workers": self.workers, "threads_per_trial": self.threads}
 
-    def _start(self, spec: dict[str, Any]) -> subprocess.Popen[bytes]:
+    def _new_worker(self, trials_dir: Path) -> _Worker:
+        self.started += 1
+        return _Worker(self.threads, trials_dir / f"worker-{self.started}.log")
+
+    def _assign(self, worker: _Worker, index: int, spec: dict[str, Any]) -> None:
         trial_dir = Path(spec["dir"])
         trial_dir.mkdir(parents=True, exist_ok=True)
         clear_trial_dir(trial_dir)
         write_atomic(trial_dir / SPEC, {**spec, "threads": self.threads})
-        logf = (trial_dir / "worker.log").open("ab")
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
-        cmd = [sys.executable, "-m", "edgec.search.trial", str(trial_dir / SPEC), str(trial_dir / RESULT)]
-        try:
-            return subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
-        finally:
-            logf.close()
+        worker.assign(index, trial_dir / SPEC, trial_dir / RESULT)
 
     def run_batch(self, specs: list[dict[str, Any]], on_done: OnDone | None = None) -> list[dict[str, Any]]:
         results: list[dict[str, Any] | None] = [None] * len(specs)
         attempts = [0] * len(specs)
         pending = list(range(len(specs)))
-        running: dict[int, subprocess.Popen[bytes]] = {}
+        if specs:
+            trials_dir = Path(specs[0]["dir"]).parent
+            while len(self.pool) < self.workers:
+                self.pool.append(self._new_worker(trials_dir))
         try:
-            while pending or running:
-                while pending and len(running) < self.workers:
-                    i = pending.pop(0)
-                    attempts[i] += 1
-                    running[i] = self._start(specs[i])
-                finished = [i for i, p in running.items() if p.poll() is not None]
-                if not finished:
-                    time.sleep(0.05)
-                    continue
-                for i in finished:
-                    proc = running.pop(i)
-                    record = self._collect(specs[i], proc.returncode, attempts[i])
-                    if record is None:  # died from a signal on the first attempt: run it once more
-                        log.warning(
-                            "trial %s: worker died (%s); retrying once",
-                            specs[i]["number"],
-                            _signal_name(proc.returncode),
-                        )
-                        pending.insert(0, i)
+            while pending or any(w.index is not None for w in self.pool):
+                for w in self.pool:
+                    if w.index is None and pending:
+                        i = pending.pop(0)
+                        attempts[i] += 1
+                        self._assign(w, i, specs[i])
+                progressed = False
+                for k, w in enumerate(self.pool):
+                    if w.index is None:
                         continue
+                    i = w.index
+                    if w.answered():
+                        record = self._read(specs[i])
+                    elif w.proc.poll() is not None:  # the worker died during the trial
+                        died = self._died(specs[i], w, attempts[i])
+                        self.pool[k] = self._new_worker(Path(specs[i]["dir"]).parent)
+                        if died is None:  # first death: run the trial once more, on a fresh worker
+                            pending.insert(0, i)
+                            progressed = True
+                            continue
+                        record = died
+                    else:
+                        continue
+                    w.index = None
+                    progressed = True
                     record["attempts"] = attempts[i]
                     results[i] = record
                     if on_done is not None:
                         on_done(i, record)
-        except BaseException:  # Ctrl-C or a bug in the driver: stop the workers this batch started
-            for proc in running.values():
-                if proc.poll() is None:
-                    proc.terminate()
-            for proc in running.values():
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                if not progressed:
+                    time.sleep(0.05)
+        except BaseException:  # Ctrl-C or a bug in the driver: stop the workers this search started
+            self.close()
             raise
         return [r for r in results if r is not None]
 
     @staticmethod
-    def _collect(spec: dict[str, Any], code: int, attempt: int) -> dict[str, Any] | None:
-        trial_dir = Path(spec["dir"])
-        result = trial_dir / RESULT
-        if code == 0 and result.is_file():
-            import json
+    def _read(spec: dict[str, Any]) -> dict[str, Any]:
+        import json
 
-            record: dict[str, Any] = json.loads(result.read_text())
-            return record
+        record: dict[str, Any] = json.loads((Path(spec["dir"]) / RESULT).read_text())
+        return record
+
+    @staticmethod
+    def _died(spec: dict[str, Any], worker: _Worker, attempt: int) -> dict[str, Any] | None:
+        code = worker.proc.returncode
         if code < 0:
+            log.warning("trial %s: worker died (%s)", spec["number"], _signal_name(code))
             if attempt < 2:
                 return None
             return {"state": "failed", "reason": f"worker killed by {_signal_name(code)} on both attempts"}
-        logf = trial_dir / "worker.log"
-        lines = [
-            ln
-            for ln in (logf.read_text(errors="replace").splitlines() if logf.is_file() else [])
-            if ln.strip()
-        ]
+        text = worker.log_path.read_text(errors="replace") if worker.log_path.is_file() else ""
+        lines = [ln for ln in text.splitlines() if ln.strip()]
         last = lines[-1].strip() if lines else "(no output)"
         return {"state": "failed", "reason": f"worker exited with code {code}: {last}"}
 
     def close(self) -> None:
-        pass
+        for w in self.pool:
+            w.stop()
+        self.pool = []
 
 
 def ray_trial(spec: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,10 @@ def _num(v: Any, fmt: str = "{:,.0f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def _same(t: dict[str, Any]) -> str:
+    return f" (= {t['reused_from']})" if t.get("reused_from") is not None else ""
+
+
 def front_rows(doc: dict[str, Any], target: str) -> list[dict[str, Any]]:
     by_number = {t["number"]: t for t in doc["trials"]}
     rows = [by_number[n] for n in doc["front"].get(target, [])]
@@ -33,7 +37,7 @@ def front_table(doc: dict[str, Any], target: str) -> list[str]:
     for t in front_rows(doc, target):
         r = t["targets"][target]
         lines.append(
-            f"| {t['number']} | `{' + '.join(t['recipes'])}` | {t['timesteps'] or '-'} "
+            f"| {t['number']}{_same(t)} | `{' + '.join(t['recipes'])}` | {t['timesteps'] or '-'} "
             f"| {_pct(r.get('accuracy'))} "
             f"| {_num(r.get('energy_uj'), '{:.4f}')} | {_num(r.get('bytes'))} | {_num(r.get('sops'))} |"
         )
@@ -87,7 +91,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
             cells += [_pct(r.get("accuracy")), _num(r.get("energy_uj"), "{:.4f}")]
         params = ", ".join(f"{k}={v}" for k, v in t["params"].items())
         lines.append(
-            f"| {t['number']} | {params} | {t['state']} | " + " | ".join(cells) + f" | {'; '.join(notes)} |"
+            f"| {t['number']}{_same(t)} | {params} | {t['state']} | "
+            + " | ".join(cells)
+            + f" | {'; '.join(notes)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -5,8 +5,9 @@ Optuna study alone (the storage is the single source of truth):
 
 * ``search``: model, targets, objectives, constraints, space, sampler, seed, trials asked for;
 * ``trials``: every trial: number, parameters, recipes, T, seed, state (``complete`` / ``failed`` /
-  ``interrupted``), reason, attempts, wall time, and per target: feasible, why-not reason and rows,
-  accuracy (deployed), energy_uj (with its source and table), bytes, sops, artifact path;
+  ``interrupted`` / ``queued``: an interrupted trial's parameters waiting for the next run), reason,
+  attempts, wall time, and per target: feasible, why-not reason and rows, accuracy (deployed),
+  energy_uj (with its source and table), bytes, sops, artifact path;
 * ``front``: per target, the numbers of the non-dominated feasible complete trials (every one of them);
 * ``execution`` and ``timing``: executor, wall time, the driver's own time (sampler, storage,
   bookkeeping) and its share of the wall time.
@@ -35,12 +36,13 @@ class TrialResult:
     recipes: list[str]
     timesteps: int | None
     seed: int | None
-    state: str  # complete | failed | interrupted | running
+    state: str  # complete | failed | interrupted | queued | running
     reason: str | None = None
     attempts: int | None = None
     wall_s: float | None = None
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     compressed: dict[str, Any] = field(default_factory=dict)
+    reused_from: int | None = None  # proposed again: the record of that earlier trial (not run again)
 
     @classmethod
     def from_record(
@@ -59,6 +61,7 @@ class TrialResult:
             wall_s=record.get("wall_s"),
             targets=dict(record.get("targets") or {}),
             compressed=dict(record.get("compressed") or {}),
+            reused_from=record.get("reused_from"),
         )
 
     def feasible(self, target: str) -> bool:
@@ -99,12 +102,11 @@ def collect_trials(study: Any) -> list[TrialResult]:
         record = t.user_attrs.get("record")
         tr = TrialResult.from_record(t.number, dict(t.params), spec, record)
         if record is None:
-            tr.state = "interrupted" if t.user_attrs.get("interrupted") else "running"
-            tr.reason = (
-                "the search stopped during this trial; rerun with the same OUT to run it again"
-                if (tr.state == "interrupted")
-                else None
-            )
+            if t.user_attrs.get("interrupted"):
+                tr.state = "interrupted"
+                tr.reason = "the search stopped during this trial; its parameters are queued for the next run"
+            else:  # queued for the next run (enqueue_trial), or running now
+                tr.state = "queued" if t.state.name == "WAITING" else "running"
         out.append(tr)
     return out
 
@@ -159,7 +161,7 @@ def build_document(
         "timing": {**timing, "trials_compute_s": round(trial_s, 3)},
         "counts": {
             state: sum(1 for t in trials if t.state == state)
-            for state in ("complete", "failed", "interrupted", "running")
+            for state in ("complete", "failed", "interrupted", "queued", "running")
         },
         "front": front,
         "trials": [t.to_dict() for t in trials],

@@ -213,18 +213,28 @@ def _open_study(out: Path, cfg: SearchOptions, plan: dict[str, Any]) -> Any:
 def _recover(study: Any, out: Path, cfg: SearchOptions, plan: dict[str, Any]) -> None:
     """Trials a killed driver left RUNNING: told from their result.json if their worker finished, else
     failed as interrupted and their parameters re-queued."""
-    from optuna.trial import TrialState
+    from optuna.trial import Trial, TrialState
 
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        # a live handle on the stored trial (Optuna hands out Trial objects only from ask())
+        t = Trial(study, frozen._trial_id)
         result = trial_dir(out, t.number) / RESULT
         record = json.loads(result.read_text()) if result.is_file() else None
         if record is not None:
             record.setdefault("attempts", 1)
-            _tell(study, t._trial_id, t.number, record, cfg, plan)
-            continue
-        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-        study.enqueue_trial(t.params, skip_if_exists=False)
+            _tell(study, t, record, cfg, plan)
+        else:
+            _interrupt(study, [t])
+
+
+def _interrupt(study: Any, trials: list[Any]) -> None:
+    """Trials stopped mid-run: failed as interrupted, their parameters queued for the next run."""
+    from optuna.trial import TrialState
+
+    for t in trials:
+        t.set_user_attr("interrupted", True)
+        study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
+        study.enqueue_trial(dict(t.params), skip_if_exists=False)
 
 
 def _finished(study: Any) -> int:
@@ -273,17 +283,10 @@ def _apply_constraints(record: dict[str, Any], constraints: list[Constraint]) ->
             row["reason"] = "constraint " + ", ".join(f"{c} (got {row.get(c.metric)})" for c in broken)
 
 
-def _tell(
-    study: Any,
-    trial_id: int,
-    number: int,
-    record: dict[str, Any],
-    cfg: SearchOptions,
-    plan: dict[str, Any],
-) -> None:
+def _tell(study: Any, trial: Any, record: dict[str, Any], cfg: SearchOptions, plan: dict[str, Any]) -> None:
+    """Store the record on the trial, set its constraints, and tell the sampler (see the module docstring)."""
     from optuna.trial import TrialState
 
-    storage = study._storage
     values = None
     if record.get("state") == "complete":
         _apply_constraints(record, plan["constraints"])
@@ -291,9 +294,6 @@ def _tell(
         if first.get("accuracy") is not None:  # refused only by a constraint: the sampler still learns
             metrics = {**first}
             if plan["constraints"]:
-                import optuna
-
-                trial = optuna.trial.Trial(study, trial_id)
                 for c in plan["constraints"]:
                     trial.set_constraint(str(c), c.violation(metrics.get(c.metric)))
             if cfg.sampler == "tpe":
@@ -301,11 +301,11 @@ def _tell(
                     values = [fitness(metrics["accuracy"], metrics["energy_uj"], cfg.fitness_weight)]
             else:
                 values = values_for(metrics, plan["objectives"])
-    storage.set_trial_user_attr(trial_id, "record", record)
+    trial.set_user_attr("record", record)
     if values is not None:
-        study.tell(number, values, skip_if_finished=True)
+        study.tell(trial, values, skip_if_finished=True)
     else:
-        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def _loop(
@@ -332,17 +332,20 @@ def _loop(
         asked = [study.ask(distributions) for _ in range(min(cfg.population, remaining))]
         specs = [_spec(out, t.number, dict(t.params), cfg, plan) for t in asked]
         for t, s in zip(asked, specs, strict=True):
-            study._storage.set_trial_user_attr(
-                t._trial_id, "spec", {k: s[k] for k in ("recipes", "timesteps", "seed")}
-            )
+            t.set_user_attr("spec", {k: s[k] for k in ("recipes", "timesteps", "seed")})
         overhead += time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        records = _run_unique(study, executor, specs, _reporter(specs, on_trial))
+        try:
+            records = _run_unique(study, executor, specs, _reporter(specs, on_trial))
+        except KeyboardInterrupt:  # Ctrl-C: the workers are stopped, finished trials told, the rest re-queued
+            _recover(study, out, cfg, plan)
+            write_search_json(study, out, cfg, plan, executor.describe(), _timing(started, overhead, waited))
+            raise
         waited += time.perf_counter() - t1
         t0 = time.perf_counter()
         for t, record in zip(asked, records, strict=True):
-            _tell(study, t._trial_id, t.number, record, cfg, plan)
+            _tell(study, t, record, cfg, plan)
         write_search_json(study, out, cfg, plan, executor.describe(), _timing(started, overhead, waited))
         overhead += time.perf_counter() - t0
     return finish(study, out, cfg, plan, executor.describe(), _timing(started, overhead, waited))

@@ -12,7 +12,7 @@ or zoo name, the data source names, the recipes, the options) and returns the tr
 
 A failure of the trial itself (a recipe that raises, a diverging loss, NaN accuracy, out of memory) is
 the record ``state = "failed"`` with its reason; it is never raised to the search.
-``python -m edgec.search.trial SPEC RESULT`` runs one trial in a fresh process (the local executor).
+``python -m edgec.search.trial --serve`` is a worker process of the local executor.
 """
 
 from __future__ import annotations
@@ -174,13 +174,31 @@ def _deploy(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edgec.search.trial SPEC RESULT``: one trial in this process (local executor)."""
+    """``python -m edgec.search.trial SPEC RESULT``: one trial in this process; ``--serve``: a worker of
+    the local executor, one ``SPEC<TAB>RESULT`` line per trial on stdin, ``done`` on stdout after each."""
     args = sys.argv[1:] if argv is None else argv
-    spec_path, result_path = Path(args[0]), Path(args[1])
+    if args == ["--serve"]:
+        return serve()
+    _one(Path(args[0]), Path(args[1]))
+    return 0
+
+
+def _one(spec_path: Path, result_path: Path) -> None:
     spec = json.loads(spec_path.read_text())
     (Path(spec["dir"]) / PID).write_text(str(os.getpid()))
-    record = run_trial(spec)
-    write_atomic(result_path, record)
+    write_atomic(result_path, run_trial(spec))
+
+
+def serve() -> int:
+    # the protocol gets its own copy of stdout; whatever a library prints goes to stderr (the worker log)
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        spec_path, result_path = line.rstrip("\n").split("\t")
+        _one(Path(spec_path), Path(result_path))
+        proto.write("done\n")
     return 0
 
 
