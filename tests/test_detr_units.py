@@ -103,3 +103,31 @@ def test_query_rectifier_normalises_each_query() -> None:
     out = r(q)
     torch.testing.assert_close(out.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
     torch.testing.assert_close(out.var(-1, unbiased=False), torch.ones(2, 5), atol=1e-3, rtol=0)
+
+
+def test_lsq_on_a_classifier_bakes_the_grid_and_round_trips_through_the_store(tmp_path) -> None:
+    """lsq is any ANN's recipe: on the digits CNN the weights end on their recorded grid, the input
+    quantizers are replayed from the `quantize-inputs` edit, and the reloaded program computes the same."""
+    import edgec
+    from edgec.data import from_arrays, open_dataset
+    from edgec.store import load_program_dir
+
+    x, y = open_dataset("builtin:digits:train").arrays(limit=96)
+    res = edgec.compress(
+        "zoo:digits-cnn", passes=["lsq:bits=4"], train=from_arrays(x, y), epochs=1, seed=0, out=tmp_path / "p"
+    )
+    prog = res.program
+    assert res.report["accuracy"]["metric"] == "top-1 accuracy" and res.report["accuracy"]["compressed"] > 0.5
+    edit = prog.edits[-1]
+    assert edit["op"] == "quantize-inputs" and len(edit["layers"]) == len(prog.quant)
+    for name, rec in prog.quant.items():
+        w = prog.module.get_submodule(name).weight.detach().numpy()
+        levels = rec.levels(w)  # raises unless the weight is on its grid
+        assert np.abs(levels).max() <= (7 if rec.weight_bits == 4 else 127)
+        assert rec.act_bits in (4, 8) and rec.act_scale > 0
+    first = next(iter(prog.quant))
+    assert prog.quant[first].act_signed is False  # images in [0, 1]: an unsigned input grid
+    again = load_program_dir(tmp_path / "p")
+    xb = torch.from_numpy(x[:16])
+    with torch.no_grad():
+        torch.testing.assert_close(again.module(xb), prog.module(xb))

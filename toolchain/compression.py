@@ -163,19 +163,22 @@ def compress(
     **options: Any,
 ) -> CompressResult:
     """Compress ``model`` with the recipes in ``passes`` (``"qp-snn:bits=4"`` strings, tables, or pass
-    objects) fine-tuned on ``train_data`` (also ``train=``); see the module docstring. ``data`` is the
+    objects) fine-tuned on ``train_data`` (also ``train=``; a spec string or a :class:`Dataset`); see the
+    module docstring. ``data`` is the
     evaluation data of the before / after comparison. With ``out`` the compressed program and its report
     are written there."""
     from edgec.options import build, merge
 
     if "train" in options:  # the short keyword of the Python API
         options["train_data"] = options.pop("train")
+    # the Python API also takes the training data as a Dataset (the option itself is a spec string)
+    train_set = options.pop("train_data") if isinstance(options.get("train_data"), Dataset) else None
     cfg = merge(config, options) if config is not None else build(CompileConfig, options)
     progress = progress or NullProgress()
     passes = parse_recipes(list(cfg.passes))
     if not passes:
         raise UsageError("no recipe given", hint="pass --recipe NAME[:key=value,...] (see `edgec recipes`)")
-    train = cfg.train_data
+    train: str | Dataset | None = train_set if train_set is not None else cfg.train_data
     if train is None:
         raise UsageError(
             "compression fine-tunes the model and needs labelled training data",
@@ -209,8 +212,9 @@ def compress(
     compressed = PassManager(passes).run(program, ctx)
     if split.evaluation is not None and not compressed.metadata.get("dataset"):
         # later verify / report of the compressed model default to the data it was evaluated on
-        spec = data if isinstance(data, str) else train
-        compressed = compressed.replace(metadata={**compressed.metadata, "dataset": spec})
+        spec = data if isinstance(data, str) else train if isinstance(train, str) else None
+        if spec is not None:
+            compressed = compressed.replace(metadata={**compressed.metadata, "dataset": spec})
     after = summarize(compressed, split.evaluation, cfg.device)
     report = _report(compressed, passes, options_, split, before, after)
     result = CompressResult(compressed, report)

@@ -277,6 +277,9 @@ def energy_section(
             f"quantization record); table {tab.ref} prices them as MACs: no cited per-operation energy of "
             "an XNOR-popcount is used"
         )
+    from edgec.energy.bops import low_bit_ops
+
+    low_bit = low_bit_ops(counts, program.quant)
     if total["unpriced"]:
         notes.append(
             f"table {tab.ref} prices no {', '.join(total['unpriced'])}: the total leaves those operations out"
@@ -308,4 +311,6 @@ def energy_section(
         "comparison": comp,
         "conventions": CONVENTIONS,
         "notes": notes,
+        # low-bit (weights and activations) programs: BOPs and the papers' theoretical speed-up
+        **({"low_bit_ops": low_bit} if low_bit is not None else {}),
     }

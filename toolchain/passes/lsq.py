@@ -51,6 +51,7 @@ CALIBRATION_SAMPLES = 32
 @dataclass
 class LSQ(TrainingPass):
     name: ClassVar[str] = "lsq"
+    model_kind: ClassVar[str | None] = "ann"
     description: ClassVar[str] = (
         "learned step size quantization of weights and activations (LSQ), attention inputs too; "
         "the Q-DETR baseline"
@@ -66,14 +67,6 @@ class LSQ(TrainingPass):
     def __post_init__(self) -> None:
         check_bits("bits", self.bits, 2, 8)
         check_bits("edge_bits", self.edge_bits, 0, 8)
-
-    def requires(self, program: Program) -> None:
-        super().requires(program)
-        if program.kind == "snn":
-            raise UsageError(
-                "recipe 'lsq' quantizes the activations of non-spiking networks; this model is an SNN",
-                hint="use qp-snn or q-snn for spiking networks",
-            )
 
     # ---- the quantizers -------------------------------------------------------------------------
     def quantize(self, prog: Program, ctx: PassContext) -> tuple[dict[str, int], dict[str, int]]:

@@ -96,6 +96,16 @@ def _energy(energy: dict[str, Any], *, spiking: bool, top: int) -> list[str]:
     if comparison:
         out += ["", "### Comparison across targets (same counts, each target's cost table)", ""]
         out += _table(R.COMPARISON_HEADERS, [_bold(c) if cur else c for cur, c in comparison])
+    low = energy.get("low_bit_ops")
+    if low:
+        out += [
+            "",
+            "### Low-bit operations (theoretical estimate, BOPs convention)",
+            "",
+            f"{low['low_bit_macs']:,} of {low['macs']:,} MACs at low bit width ({low['bops']:,} BOPs); "
+            f"OPs {low['ops']:,.0f}: theoretical speed-up **{low['theoretical_speedup']:.2f}x** over full "
+            f"precision. {low['convention']}",
+        ]
     layers = R.layer_rows(energy)
     headers = R.layer_headers(spiking)
 
