@@ -148,6 +148,16 @@ ZOO: dict[str, ZooEntry] = {
             dataset="builtin:digits",
         ),
         ZooEntry(
+            "detr-shapes",
+            "edgec.models.detr:TinyDETR",
+            (3, 64, 64),
+            "tiny DETR (conv backbone, 2+2 transformer layers, 16 queries) trained on builtin:shapes; "
+            "outputs logits + boxes; the Q-DETR benchmark's model",
+            weights="detr-shapes.pt",
+            dataset="builtin:shapes",
+            metadata={"task": "detection", "classes": ["disc", "square", "triangle"]},
+        ),
+        ZooEntry(
             "resnet18",
             "edgec.models.resnet:resnet18",
             (3, 224, 224),

@@ -219,7 +219,7 @@ def detection_program(model: nn.Module) -> object:
     )
 
 
-def train_detr_shapes(epochs: int = 24, lr: float = 1e-3, seed: int = 0) -> tuple[nn.Module, float]:
+def train_detr_shapes(epochs: int = 60, lr: float = 1e-3, seed: int = 0) -> tuple[nn.Module, float]:
     """Train ``zoo:detr-shapes`` on ``builtin:shapes:train`` with edgec's own loop (detection task:
     Hungarian matching, L1 + GIoU + class loss, auxiliary decoder loss), Adam + cosine, fixed seed, the
     last epoch kept; returns the model and its mAP@[.5:.95] on ``builtin:shapes:holdout``."""

@@ -131,3 +131,31 @@ def test_lsq_on_a_classifier_bakes_the_grid_and_round_trips_through_the_store(tm
     xb = torch.from_numpy(x[:16])
     with torch.no_grad():
         torch.testing.assert_close(again.module(xb), prog.module(xb))
+    # the energy report prices its low-bit operations in the papers' BOPs convention, as an estimate
+    low = edgec.energy_report(str(tmp_path / "p"), target="cpu").energy["low_bit_ops"]
+    assert low["source"] == "theoretical estimate"
+    rows = {r["name"]: r for r in low["layers"]}
+    assert set(rows) == set(prog.quant)  # every conv / linear of the digits CNN is low-bit
+    for name, r in rows.items():
+        rec = prog.quant[name]
+        assert (r["weight_bits"], r["act_bits"]) == (rec.weight_bits, rec.act_bits)
+        assert r["bops"] == r["macs"] * rec.weight_bits * rec.act_bits
+    assert low["bops"] == sum(r["bops"] for r in rows.values())
+    assert low["ops"] == pytest.approx(low["full_precision_macs"] + low["bops"] / 64)
+    assert low["theoretical_speedup"] == pytest.approx(low["macs"] / low["ops"])
+    # an 8 x 8-bit MAC counts one full-precision MAC, a 4 x 4-bit one a quarter
+    eight = [r for r in rows.values() if r["weight_bits"] == 8 and r["act_bits"] == 8]
+    assert eight and all(r["bops"] / 64 == r["macs"] for r in eight)
+
+
+def test_no_low_bit_row_without_activation_quantization() -> None:
+    from edgec.energy.analyze import count_program
+    from edgec.energy.bops import low_bit_ops
+    from edgec.loading import load_program
+    from edgec.quant import LayerQuant
+
+    prog = load_program("zoo:digits-cnn")
+    counts = count_program(prog, None)
+    assert low_bit_ops(counts, {}) is None
+    weights_only = {"features.3": LayerQuant("uniform", weight_bits=4, weight_scale=(0.1,))}
+    assert low_bit_ops(counts, weights_only) is None  # weight-only quantization saves memory, not operations
