@@ -159,3 +159,23 @@ def test_no_low_bit_row_without_activation_quantization() -> None:
     assert low_bit_ops(counts, {}) is None
     weights_only = {"features.3": LayerQuant("uniform", weight_bits=4, weight_scale=(0.1,))}
     assert low_bit_ops(counts, weights_only) is None  # weight-only quantization saves memory, not operations
+
+
+def test_low_bit_ops_agree_with_the_binary_bops_on_a_binarized_network() -> None:
+    """For 1-bit weights and inputs, b_w x b_a BOPs are the binarization's BOPs (one a MAC) and the two
+    OPs figures of the report (energy.low_bit_ops.ops, totals.ops_bop64) are the same number."""
+    from edgec.energy.analyze import energy_section
+    from edgec.loading import load_program
+    from edgec.quant import LayerQuant
+
+    prog = load_program("zoo:digits-cnn")
+    record = {
+        "features.0": LayerQuant("lsq", weight_bits=8, weight_scale=(0.1,), act_bits=8, act_scale=0.1),
+        "features.3": LayerQuant("binarize", weight_bits=1, weight_scale=(0.1,), act_bits=1),
+        "classifier.1": LayerQuant("binarize", weight_bits=1, weight_scale=(0.1,), act_bits=1),
+    }
+    energy = energy_section(prog.replace(quant=record), None, table="cmos45-fp32", target="cpu")
+    low, totals = energy["low_bit_ops"], energy["totals"]
+    assert low["bops"] - 64 * 9_216 == totals["bops"] == 8 * 8 * 32 * 16 * 9 + 512 * 64  # + the 8-bit conv
+    assert low["ops"] == pytest.approx(totals["ops_bop64"])
+    assert {r["name"] for r in low["layers"]} == set(record)  # classifier.3 stays full precision
