@@ -311,13 +311,17 @@ class CpuTarget(Target):
         min_agreement: float = 0.98,
         batch_size: int = 64,
     ) -> VerifyResult:
-        """The core's comparison with the source model, plus the precision that ran
+        """The core's comparison with the source model as the program's task makes it (top-1 / max-abs
+        error, or a detector's mAP on the data's boxes: :mod:`edgec.tasks`), plus the precision that ran
         (:func:`check_precision`): an artifact compiled for f32 fails when the runtime ran lower.
 
         A spiking network's class is the output neuron with the most spikes, so top-1 agreement and
         accuracy compare spike counts, and the share of identical output spikes is reported (float
         rounding in the runtime may flip a spike at the threshold)."""
-        x, y = data.arrays(limit)
+        from edgec.tasks import task_for
+
+        task = task_for(program)
+        x, y = task.inputs(data, limit)
         run = self.session(artifact, backend=backend)
         outs: list[dict[str, np.ndarray]] = []
         refs: list[dict[str, np.ndarray]] = []
@@ -332,7 +336,7 @@ class CpuTarget(Target):
             result = compare_outputs(counts, ref_counts, y, min_agreement=min_agreement)
             result.metrics["outputs_identical"] = float(np.mean([(out[k] == ref[k]).mean() for k in ref]))
         else:
-            result = compare_outputs(out, ref, y, min_agreement=min_agreement)
+            result = task.compare(out, ref, y, min_agreement=min_agreement)
         return check_precision(result, getattr(run, "runtime", {}), artifact.report, out, ref)
 
 
