@@ -11,12 +11,12 @@ default route: compile times both runtimes and keeps the faster, ``targets/cpu/c
 U8S8 QDQ calibrated (MinMax) on 32 smooth random images (numpy seed 0); timing input seed 1.
 
 Timing: **one process per figure**. A figure is a fresh Python process that opens the artifact through
-``edgec.get_target("cpu").session`` on the runtime asked (with the artifact's options, or an option
-overridden for the ablation), makes ``--warmup`` untimed calls and then ``--iters`` timed calls, and
-prints their median. A round runs every figure once, in an order that reverses every other round;
-each figure's ratio is taken against the reference figure *of the same round*, and the table gives
-the median of the rounds' ratios (rounds in brackets), so that the machine's load drifting between
-rounds moves both sides of a ratio.
+``edgec.get_target("cpu").session`` on the runtime asked, with the artifact's options or one overridden
+in memory (``precision=bf16``, ``spinning=true``, ...), makes ``--warmup`` untimed calls and then
+``--iters`` timed calls, and prints their median. A round runs every figure once, in an order that
+reverses every other round; each figure's ratio is taken against the reference figure *of the same
+round*, and the table gives the median of the rounds' ratios (rounds in brackets), so that the
+machine's load drifting between rounds moves both sides of a ratio.
 
 Under load: ``--load`` busy processes (a pure-Python loop each, at the benchmark's own niceness) run
 during the timed half of each pair. Per round, each configuration is measured quiet and then loaded
@@ -67,7 +67,7 @@ def worker(args: argparse.Namespace) -> int:
     opts = art.report["target_report"].setdefault("options", {})
     for kv in args.option or []:  # in memory only: the artifact on disk is not touched
         key, _, value = kv.partition("=")
-        opts[key] = value == "true"
+        opts[key] = {"true": True, "false": False}.get(value, value)
     session = get_target("cpu").session(art, backend=args.backend or None, threads=args.threads)
     x = synthetic_images(1, SHAPE, seed=1)
     for _ in range(args.warmup):
@@ -242,6 +242,7 @@ def main() -> int:
         quiet_figs = [
             Figure("ort-fp32", "ONNX Runtime FP32", fp32, "onnxruntime"),
             Figure("ov-fp32", "OpenVINO FP32 (f32)", fp32, "openvino"),
+            Figure("ov-fp32-bf16", "OpenVINO FP32, asked for bf16", fp32, "openvino", ["precision=bf16"]),
             Figure("ort-int8", "ONNX Runtime INT8", int8, "onnxruntime"),
             Figure("ov-int8", "OpenVINO INT8", int8, "openvino"),
             Figure("default-int8", f"edgec default INT8 ({chosen})", dflt, None),

@@ -4,7 +4,7 @@ ONNX Runtime's CPU provider computes float operators in f32 (its bf16 fast-math 
 session option), so it runs an artifact at ``precision = "f32"`` only. Its intra-op worker threads
 spin after each call by default (``session.intra_op.allow_spinning``); edgec turns that off unless
 ``spinning = true``: measured beside a competing CPU load, the spinning threads made ResNet-18 INT8
-about 1.75x slower (benchmarks/results/cpu_backends.md).
+about 1.7x slower (benchmarks/results/cpu_backends.md).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ which ``make setup`` installs).
   compute layer of its runtime graph (``verify`` fails an f32 artifact that ran lower).
 * Threads: ``INFERENCE_NUM_THREADS``; ``ENABLE_CPU_PINNING`` off unless ``pinning = true`` (measured:
   a thread pinned to a core that another process keeps busy waits for it; ResNet-18 INT8 beside a busy
-  process ran 1.45x slower pinned, benchmarks/results/cpu_backends.md).
+  process ran about 3.5x slower pinned, benchmarks/results/cpu_backends.md).
 * The artifact's IR (model.xml / model.bin, written when openvino is the artifact's backend) is
   model.onnx converted once, with int8 weights where model.onnx quantizes them (OpenVINO's
   ``save_model`` compresses the weights of its quantized ops); without an IR, model.onnx is read.
