@@ -163,7 +163,7 @@ def test_same_seed_and_space_give_the_same_trials_with_two_workers(
     assert doc["execution"] == {
         "kind": "local",
         "workers": 2,
-        "threads_per_trial": max(1, (os.cpu_count() or 1) // 2),
+        "threads_per_trial": 1,
     }
     assert result.front == sequential["result"].front  # the same trials measure the same
 

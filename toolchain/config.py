@@ -246,11 +246,13 @@ class SearchOptions(TrainingOptions, DataOptions):
     )
     population: int = option(8, "trials asked from the sampler at once (NSGA-II's population)", minimum=2)
     fitness_weight: float = option(0.07, "w of the tpe fitness accuracy * (1 uJ / energy)^w", minimum=0.0)
-    workers: int = option(1, "trials run at once on this machine (or Ray tasks in flight)", minimum=1)
-    ray: str | None = option(
-        None, "run trials as Ray tasks: auto | local | HOST:PORT (pip install edgec[ray])"
+    workers: int = option(
+        1, "trials run at once on this machine (--ray local: the CPUs it starts)", minimum=1
     )
-    trial_cpus: float = option(1.0, "CPUs each Ray trial declares", minimum=0.0)
+    ray: str | None = option(None, "run trials as Ray tasks: auto | local | HOST:PORT (needs the ray extra)")
+    trial_cpus: float = option(
+        1.0, "CPUs of each trial: its torch threads (local workers), what a Ray task declares", minimum=0.0
+    )
     trial_gpus: float = option(0.0, "GPUs each Ray trial declares", minimum=0.0)
     storage: str | None = option(None, "Optuna storage URL (default: sqlite:///OUT/study.db)")
     data: str | None = option(None, "held-out evaluation data (default: the model's own holdout)")

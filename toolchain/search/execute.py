@@ -95,9 +95,11 @@ class LocalExecutor:
 
     kind = "local"
 
-    def __init__(self, workers: int, threads: int | None = None) -> None:
+    def __init__(self, workers: int, threads: int = 1) -> None:
         self.workers = workers
-        self.threads = threads or max(1, len(os.sched_getaffinity(0)) // workers)
+        # one thread per trial by default: trials are the parallelism; intra-op threads of a small model on
+        # busy cores spin more than they compute (one worker with 2 threads ran 4x slower than 2 workers)
+        self.threads = threads
         self.pool: list[_Worker] = []
         self.started = 0
 

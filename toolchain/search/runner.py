@@ -128,7 +128,7 @@ def _executor(cfg: SearchOptions) -> Any:
 
     if cfg.ray is not None:
         return RayExecutor(cfg.ray, workers=cfg.workers, num_cpus=cfg.trial_cpus, num_gpus=cfg.trial_gpus)
-    return LocalExecutor(cfg.workers)
+    return LocalExecutor(cfg.workers, threads=max(1, round(cfg.trial_cpus)))
 
 
 def _prepare_out(out: Path) -> bool:

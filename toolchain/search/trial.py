@@ -8,7 +8,7 @@ or zoo name, the data source names, the recipes, the options) and returns the tr
   ``accuracy`` of the deployed artifact on the held-out data (the target's own runtime: Loihi's bit-exact
   emulator, ONNX Runtime; ``Target.verify``), ``energy_uj`` per inference from the artifact's energy
   report (its headline: the cost-table estimate, or the measured figure where the target measures),
-  ``bytes`` and ``sops`` of the compressed program, and the artifact's path.
+  ``bytes``, ``sops`` and ``macs`` (dense) of the compressed program, and the artifact's path.
 
 A failure of the trial itself (a recipe that raises, a diverging loss, NaN accuracy, out of memory) is
 the record ``state = "failed"`` with its reason; it is never raised to the search.
@@ -102,6 +102,7 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
         "accuracy": after.get("accuracy"),
         "bytes": after.get("param_bytes"),
         "sops": after.get("sops"),
+        "macs": after.get("macs"),
         "parameters": after.get("parameters"),
     }
     if compressed["accuracy"] is not None and not math.isfinite(compressed["accuracy"]):
@@ -149,7 +150,7 @@ def _deploy(
         "normalize": spec.get("image_normalize") or "none",
     }
     row: dict[str, Any] = {"feasible": True, "artifact": str(out), "bytes": compressed["bytes"]}
-    row["sops"] = compressed["sops"]
+    row["sops"], row["macs"] = compressed["sops"], compressed["macs"]
     if data_spec is None:
         row["accuracy"] = None
         row["reason"] = "no held-out data: pass --data"
