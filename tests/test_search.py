@@ -259,6 +259,33 @@ def test_ctrl_c_stops_with_the_study_saved_and_the_search_resumes(tmp_path: Path
     assert len(finished) == 2 and all(t["state"] == "complete" for t in finished)
 
 
+@pytest.mark.ray
+def test_a_ray_worker_killed_by_sigkill_has_its_task_retried(tmp_path: Path) -> None:
+    import threading
+
+    import ray
+
+    (tmp_path / "space.toml").write_text(SPACE)
+    out = tmp_path / "ray-kill"
+    opts = {**BASE, "target": "loihi", "trials": 1, "space": str(tmp_path / "space.toml")}
+    box: dict[str, Any] = {}
+    ray.init(num_cpus=1, include_dashboard=False)
+    try:
+        thread = threading.Thread(
+            target=lambda: box.update(res=edgec.search(MODEL, out=out, ray="auto", **opts))
+        )
+        thread.start()
+        pid_file = out / "trials" / "trial-0000" / "worker.pid"
+        pid = _wait_for(lambda: pid_file.exists() and int(pid_file.read_text() or 0), 300, "a Ray worker")
+        os.kill(pid, signal.SIGKILL)  # a lost worker: Ray runs the task again (max_retries=1)
+        thread.join(timeout=600)
+    finally:
+        ray.shutdown()
+    (t,) = box["res"].trials
+    assert (t.state, t.attempts) == ("complete", 2)
+    assert t.targets["loihi"]["accuracy"] is not None
+
+
 def test_a_worker_killed_by_sigkill_is_retried_once_then_recorded_failed(tmp_path: Path) -> None:
     out = tmp_path / "kill"
     (tmp_path / "space.toml").write_text(SPACE)
