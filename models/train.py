@@ -1,7 +1,8 @@
 """Reproduce the zoo's shipped weights: ``python -m edgec.models.train NAME [--out DIR]``.
 
 Training is deterministic (fixed seeds, one thread) and takes seconds on a laptop CPU. The data is
-``builtin:digits:train``; accuracy is reported on ``builtin:digits:holdout``.
+``builtin:digits:train``; accuracy is reported on ``builtin:digits:holdout``. ``detr-shapes`` trains on
+``builtin:shapes:train`` (60 epochs, minutes on 2 cores) and reports mAP@[.5:.95] on its holdout.
 """
 
 from __future__ import annotations
