@@ -259,6 +259,17 @@ def test_ctrl_c_stops_with_the_study_saved_and_the_search_resumes(tmp_path: Path
     assert len(finished) == 2 and all(t["state"] == "complete" for t in finished)
 
 
+def test_builtin_ann_space_deploys_at_the_precision_the_target_names(tmp_path: Path) -> None:
+    opts = {**BASE, "target": "cpu:int8,cpu", "trials": 1}
+    res = edgec.search("zoo:digits-cnn", out=tmp_path / "ann", **opts)
+    (t,) = res.trials
+    assert t.recipes[0].startswith("magnitude-prune:") and t.recipes[1].startswith("uniform-quant:bits=")
+    int8, fp32 = t.targets["cpu:int8"], t.targets["cpu"]
+    assert int8["energy_table"].startswith("cmos45-int8") and fp32["energy_table"].startswith("cmos45-fp32")
+    report = json.loads((Path(int8["artifact"]) / "report.json").read_text())
+    assert report["config"]["quantize"] == "int8" and int8["energy_uj"] < fp32["energy_uj"]
+
+
 @pytest.mark.ray
 def test_a_ray_worker_killed_by_sigkill_has_its_task_retried(tmp_path: Path) -> None:
     import threading

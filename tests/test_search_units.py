@@ -134,6 +134,7 @@ BAD = [
     (["--ray", "127.0.0.1:9"], "no Ray head answers"),
     (["--storage", "nosuchdb://x/y"], "cannot open the study storage"),
     (["--target", "loihi,nosuchchip"], "unknown target 'nosuchchip'"),
+    (["--target", "cpu:int3"], "has no precision 'int3'"),
 ]
 
 

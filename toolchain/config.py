@@ -229,7 +229,10 @@ class SearchOptions(TrainingOptions, DataOptions):
     """Options of ``search`` (:mod:`edgec.search`): the space, the sampler, how trials run."""
 
     target: str | None = option(
-        None, "target(s) to deploy every trial to, comma-separated (e.g. loihi,cpu)", short="-t"
+        None,
+        "target(s) to deploy every trial to, comma-separated, each TARGET or TARGET:PRECISION "
+        "(e.g. loihi,cpu:int8)",
+        short="-t",
     )
     space: str = option("builtin", "search space: builtin (by model kind) or a TOML file (docs/search.md)")
     trials: int = option(24, "trials to reach (a resumed search counts the finished ones)", minimum=1)

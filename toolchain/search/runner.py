@@ -95,7 +95,13 @@ def _plan(model: str, cfg: SearchOptions) -> dict[str, Any]:
         raise UsageError("name the target(s) to deploy to", hint="e.g. --target loihi or --target loihi,cpu")
     if len(set(names)) != len(names):
         raise UsageError(f"--target names a target twice: {cfg.target}")
-    targets = [get_target(n) for n in names]
+    targets = []
+    for n in names:  # TARGET or TARGET:PRECISION (cpu:int8): the precision every trial compiles at
+        name, _, quantize = n.partition(":")
+        tgt = get_target(name)
+        if quantize:
+            tgt.require_precision(quantize)
+        targets.append(tgt)
     objectives = parse_objectives(cfg.objectives)
     if "energy_uj" in objectives and not any(t.cost_tables for t in targets):
         raise UsageError(

@@ -115,7 +115,8 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
     for name in spec["targets"]:
         t1 = time.perf_counter()
         try:
-            targets[name] = _deploy(trial_dir / "program", name, trial_dir / name, spec, compressed)
+            out = trial_dir / name.replace(":", "-")
+            targets[name] = _deploy(trial_dir / "program", name, out, spec, compressed)
         except ConstraintViolation as exc:
             rows = [
                 {"layer": v.layer, "rule": v.rule, "detail": v.detail, "hint": v.hint} for v in exc.violations
@@ -142,7 +143,8 @@ def _deploy(
     from edgec.provenance import compiled_program
     from edgec.target import get_target
 
-    art = edgec.compile(program_dir, target=target, out=out)
+    name, _, quantize = target.partition(":")  # TARGET or TARGET:PRECISION
+    art = edgec.compile(program_dir, target=name, quantize=quantize or "none", out=out)
     program = compiled_program(art)
     data_spec = spec.get("data") or program.metadata.get("dataset")
     images = {
@@ -156,7 +158,7 @@ def _deploy(
         row["reason"] = "no held-out data: pass --data"
     else:
         data = open_dataset(data_spec, purpose="evaluation", input_shape=program.input_shape, images=images)
-        result = get_target(target).verify(art, program, data, limit=spec.get("limit"), min_agreement=0.0)
+        result = get_target(name).verify(art, program, data, limit=spec.get("limit"), min_agreement=0.0)
         acc = result.metrics.get("accuracy_artifact")
         row["accuracy"] = float(acc) if acc is not None else None
         row["accuracy_source"] = result.metrics.get("accuracy_source")
