@@ -179,3 +179,22 @@ def test_low_bit_ops_agree_with_the_binary_bops_on_a_binarized_network() -> None
     assert low["bops"] - 64 * 9_216 == totals["bops"] == 8 * 8 * 32 * 16 * 9 + 512 * 64  # + the 8-bit conv
     assert low["ops"] == pytest.approx(totals["ops_bop64"])
     assert {r["name"] for r in low["layers"]} == set(record)  # classifier.3 stays full precision
+
+
+def test_compress_prints_a_detectors_metric_and_layers_per_width() -> None:
+    from edgec.cli.compress import pass_summary
+
+    widths = {f"layer{i}": 4 for i in range(37)} | {"first": 8, "last": 8}
+    line = pass_summary(
+        {
+            "stats": {
+                "weight_bits": widths,
+                "accuracy_before": 0.1,
+                "accuracy_after": 0.32,
+                "best_epoch": 1,
+                "finetune": {"metric": "mAP@[.5:.95]"},
+            }
+        }
+    )
+    assert line.startswith("validation mAP@[.5:.95] 10.00% -> 32.00% (best epoch 1)")
+    assert "'4-bit layers': 37, '8-bit layers': 2" in line and "layer0" not in line

@@ -27,7 +27,12 @@ _NOT_FOR_COMPRESS = ("target", "quantize", "calib", "calib_method", "calib_sampl
 
 def pass_summary(p: dict[str, Any]) -> str:
     """One line per pass of a report: a training pass's validation accuracy, else its stats."""
+    metric = (p["stats"].get("finetune") or {}).get("metric", "accuracy")
     stats = {k: v for k, v in p["stats"].items() if k not in ("finetune", "quantized_training")}
+    for key in ("weight_bits", "activation_bits"):  # per-layer widths: layers per width on one line
+        if isinstance(stats.get(key), dict) and len(stats[key]) > 8:
+            widths = list(stats[key].values())
+            stats[key] = {f"{b}-bit layers": widths.count(b) for b in sorted(set(widths), key=str)}
     if "accuracy_after" not in stats:
         return str(stats)
 
@@ -39,7 +44,7 @@ def pass_summary(p: dict[str, Any]) -> str:
         stats.pop("accuracy_after"),
         stats.pop("best_epoch", None),
     )
-    return f"validation accuracy {pct(before)} -> {pct(after)} (best epoch {best}); {stats}"
+    return f"validation {metric} {pct(before)} -> {pct(after)} (best epoch {best}); {stats}"
 
 
 @app.command("compress")
@@ -98,7 +103,7 @@ def compress_cmd(
     def num(v: float | None) -> str:
         return "-" if v is None else f"{v:,.0f}"
 
-    table.add_row("top-1 accuracy", pct(b["accuracy"]), pct(a["accuracy"]))
+    table.add_row(rep["accuracy"].get("metric", "top-1 accuracy"), pct(b["accuracy"]), pct(a["accuracy"]))
     table.add_row("parameters", num(b["parameters"]), num(a["parameters"]))
     table.add_row("bytes at bit width", num(b["param_bytes"]), num(a["param_bytes"]))
     table.add_row("MACs / inference", num(b["macs"]), num(a["macs"]))
