@@ -120,6 +120,15 @@ def test_residual_networks_and_spiking_inputs_are_refused():
         ANN2SNN().requires(snn)
 
 
+def test_batchnorm_without_running_statistics_is_refused_plainly():
+    net = nn.Sequential(
+        nn.Linear(8, 8), nn.BatchNorm1d(8, track_running_stats=False), nn.ReLU(), nn.Linear(8, 2)
+    )
+    with pytest.raises(UsageError, match="no running statistics") as err:
+        ANN2SNN().stages(net.eval())
+    assert "track_running_stats=True" in (err.value.hint or "")
+
+
 def test_negative_inputs_cannot_be_rate_coded():
     from edgec.data import from_arrays
     from edgec.passes.base import PassContext

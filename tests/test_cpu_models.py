@@ -210,6 +210,39 @@ def test_transformer_encoder_compiles_to_int8(cli, tmp_path, fmt):
     _ok(cli("verify", out, "--data", data, "--min-agreement", "0.9"))
 
 
+def test_vision_transformer_compiles_to_int8_and_keeps_its_accuracy(cli, tmp_path):
+    """The zoo's trained digits ViT (patch convolution, two attention blocks): INT8 on the CPU runs
+    the patch embedding, every block linear and the attention matmuls in integer arithmetic and
+    keeps the held-out accuracy within a point of the float model."""
+    out = tmp_path / "vit"
+    _ok(
+        cli(
+            "compile",
+            "zoo:digits-vit",
+            "--target",
+            "cpu",
+            "--quantize",
+            "int8",
+            "--backend",
+            "onnxruntime",
+            "-o",
+            out,
+        )
+    )
+    tr = _report(out)["target_report"]
+    ops = tr["ort_optimized_ops"]
+    assert ops.get("QLinearConv", 0) == 1  # the patch embedding
+    # per block: the qkv linear, the projection, two MLP linears, the two attention matmuls; head: QGemm
+    assert ops.get("QLinearMatMul", 0) + ops.get("QGemm", 0) >= 2 * 6 + 1
+    assert tr["quantization"]["scheme_name"] == "u8s8-attention"
+    res = cli("verify", out, "--json")
+    _ok(res)
+    m = json.loads(res.stdout)["metrics"]
+    assert m["samples"] == 540
+    assert m["accuracy_source"] > 0.95
+    assert m["accuracy_artifact"] >= m["accuracy_source"] - 0.01, m
+
+
 def test_int8_scheme_is_checked_against_fp32_and_the_better_one_kept(tmp_path, monkeypatch, caplog):
     """The INT8 graph is compared with FP32 on calibration samples; when the preferred scheme fails
     the check the other is tried, and of two failing ones the better is kept, with a warning."""

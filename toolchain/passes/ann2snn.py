@@ -67,7 +67,12 @@ def _fold_bn(syn: nn.Module, bn: nn.Module) -> None:
     assert isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d))
     rv = bn.running_var
     rm = bn.running_mean
-    assert rv is not None and rm is not None
+    if rv is None or rm is None:
+        raise UsageError(
+            f"ann2snn: {type(bn).__name__} has no running statistics (track_running_stats=False), "
+            "so it cannot be folded into the layer before it",
+            hint="train the ANN with track_running_stats=True, or fold the normalization into the weights",
+        )
     std = torch.sqrt(rv + bn.eps)
     gamma = bn.weight if bn.weight is not None else torch.ones_like(std)
     beta = bn.bias if bn.bias is not None else torch.zeros_like(std)
