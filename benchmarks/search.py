@@ -1,6 +1,6 @@
 """`edgec search` on the spiking VGG of the zoo: writes benchmarks/results/search.md (+ search-loihi.svg).
 
-    nice -n 10 .venv/bin/python benchmarks/search.py [--trials 24] [--epochs 4] [--workers 2] [--seed 0]
+    .venv/bin/python benchmarks/search.py [--trials 24] [--epochs 4] [--workers 2] [--seed 0]
         [--ratio-trials 8] [--ratio-epochs 1] [--ratio-rounds 2]
 
 1. Execution: the same small search (``--ratio-trials`` trials of one batch, ``--ratio-epochs``) run with
@@ -236,10 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         f"--seed {args.seed} --ratio-trials {args.ratio_trials} --ratio-epochs {args.ratio_epochs} "
         f"--ratio-rounds {args.ratio_rounds}"
     )
+    nice = f"nice -n {os.nice(0)} " if os.nice(0) else ""  # the niceness it actually ran at
     lines = [
         "# edgec search: spiking VGG on digits, Loihi 2 and CPU",
         "",
-        f"Written by `nice -n 10 .venv/bin/python {cmd}` ({(time.perf_counter() - started) / 60:.1f} min, "
+        f"Written by `{nice}.venv/bin/python {cmd}` ({(time.perf_counter() - started) / 60:.1f} min, "
         f"edgec {edgec.__version__}, 2 shared CPU cores). `{MODEL}` fine-tuned {args.epochs} epoch(s) per "
         f"trial on {DATA}:train (seed {args.seed}), NSGA-II (population 8, seed {args.seed}) over the "
         "built-in SNN space: `qp-snn:bits={2,4,8},prune={0,0.25,0.5,0.75}` x T {4, 8}. "
