@@ -3,7 +3,7 @@
 Everything the target decides (the graph, its rule check, builder settings, buffers) is produced and
 tested on CPU; only the engine build, timing and power sampling run on a Jetson (docs/jetson.md).
 
-Files: :mod:`.graph` (export, FP16 / INT8 / INT4 graphs), :mod:`.qdq` (TensorRT's Q/DQ placement),
+Files: :mod:`.graph` (export through :mod:`edgec.onnxlib`, FP16 / INT8 / INT4 graphs), :mod:`.qdq` (TensorRT's Q/DQ placement),
 :mod:`.rules` (what TensorRT 10.3 and the DLA accept), :mod:`.settings` (builder settings and I/O
 buffers as data), :mod:`.engine` (the TensorRT calls), :mod:`.power` and :mod:`.measure` (rail
 power, energy per inference).
@@ -88,22 +88,28 @@ class JetsonTarget(Target):
         """Program-level rules, then the graph rules that hold before quantization (opset, ops, DLA)."""
         import onnx
 
+        from edgec.onnxlib import OnnxExportError
         from edgec.targets.jetson.graph import export_fp32
         from edgec.targets.jetson.rules import check_export
 
-        if program.kind == "snn":
+        if program.kind == "snn" and config.quantize not in ("none", "fp16"):
             return [
                 Violation(
                     "(model)",
-                    "jetson-takes-ann",
-                    "the Jetson target compiles ANNs for TensorRT; this is a spiking network",
-                    "compile it with --target loihi",
+                    "snn-precision",
+                    f"--quantize {config.quantize} of a spiking network: the Jetson target runs SNNs as "
+                    "their float graph (encoder and time loop unrolled) in FP32 or FP16",
+                    "compile with --quantize none or fp16, or for spiking hardware with --target loihi",
                 )
             ]
         opts = options(config)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "fp32.onnx"
-            export_fp32(program, path, batch=opts["batch"])
+            try:
+                export_fp32(program, path, batch=opts["batch"])
+            except OnnxExportError as exc:
+                layer = ", ".join(exc.ops) or "(model)"
+                return [Violation(layer, "onnx-export", exc.message, exc.hint or "")]
             model = onnx.load(str(path))
         return check_export(
             model, precision=config.quantize, dla=opts["dla"], gpu_fallback=opts["gpu_fallback"]
@@ -212,7 +218,7 @@ def engine_settings(
     artifact: Artifact, trt_version: str, *, workspace_mb: int, dla_core: int | None, max_batch: int
 ) -> Any:
     """The builder settings for ``artifact`` on TensorRT ``trt_version`` (plain data, no TensorRT)."""
-    from edgec.targets.jetson.graph import INPUT_NAME
+    from edgec.onnxlib import INPUT_NAME
     from edgec.targets.jetson.settings import builder_settings
 
     rep = artifact.report

@@ -21,9 +21,6 @@ rule checker (:mod:`.rules`) reads.
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
 import logging
 import tempfile
 import warnings
@@ -32,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgec.errors import ModelError, UsageError
+from edgec.errors import UsageError
+from edgec.onnxlib import INPUT_NAME
 from edgec.targets.jetson.qdq import Placement, calibrate, place, write_qdq
 from edgec.targets.jetson.rules import FLOAT_OPS_KEY, OPSET_INT4
 
@@ -40,70 +38,33 @@ if TYPE_CHECKING:
     import onnx
 
     from edgec.data import Dataset
+    from edgec.onnxlib import ExportInfo
     from edgec.program import Program
     from edgec.progress import Progress
 
 log = logging.getLogger(__name__)
-INPUT_NAME = "input"
+__all__ = ["INPUT_NAME", "OPSET", "OUTPUT_NAME", "build_graph", "export_fp32"]
+#: the graph's output name for a model returning one tensor (several: dict keys or ``output_0``..,
+#: as :func:`edgec.snn.named_outputs` names them); the input is :data:`edgec.onnxlib.INPUT_NAME`
 OUTPUT_NAME = "output"
-#: within TensorRT 10's documented range [9, 20]
+#: asked of both exporters: within TensorRT 10's documented range [9, 20]
 OPSET = 17
 PRECISION_KEY = "edgec.jetson.precision"
 INT4_MAX = 7.0
 PRECISIONS = ("none", "fp16", "int8", "int4-weights")
 
 
-def export_fp32(program: Program, path: Path, *, batch: int | None = None) -> dict[str, Any]:
-    """Export ``program.module`` (eval, a deep copy) to ``path`` at :data:`OPSET`.
+def export_fp32(program: Program, path: Path, *, batch: int | None = None) -> ExportInfo:
+    """Export ``program`` to ``path`` through :func:`edgec.onnxlib.export_program` at :data:`OPSET`.
 
-    ``batch`` fixes the batch dimension (the DLA needs static shapes); None exports it dynamic. The
-    TorchScript-based exporter is tried first (mature for CNNs), the dynamo exporter second.
+    ``batch`` fixes the batch dimension (the DLA needs static shapes); None asks for a dynamic one,
+    which onnxlib checks in ONNX Runtime (a graph that traced its batch is exported fixed, and
+    ``ExportInfo.batch`` says so). Outputs are named as on every target (``output``, dict keys,
+    ``output_0``..); a spiking program goes through its encoder (:class:`edgec.snn.EncodedSNN`).
     """
-    import torch
+    from edgec.onnxlib import export_program
 
-    module = copy.deepcopy(program.module).eval()
-    x = program.example_input
-    if batch is not None:
-        x = x[:1].expand(batch, *x.shape[1:]).contiguous()
-    errors = []
-    for exporter in ("torchscript", "dynamo"):
-        try:
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter("ignore")
-                if exporter == "torchscript":
-                    torch.onnx.export(
-                        module,
-                        (x,),
-                        str(path),
-                        dynamo=False,
-                        opset_version=OPSET,
-                        input_names=[INPUT_NAME],
-                        output_names=[OUTPUT_NAME],
-                        dynamic_axes=None if batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                        do_constant_folding=True,
-                    )
-                else:
-                    dyn = None if batch else ({0: torch.export.Dim("batch")},)
-                    prog = torch.onnx.export(
-                        module,
-                        (x,),
-                        dynamo=True,
-                        opset_version=OPSET,
-                        input_names=[INPUT_NAME],
-                        output_names=[OUTPUT_NAME],
-                        dynamic_shapes=dyn,
-                        optimize=True,
-                        verbose=False,
-                    )
-                    if prog is None:
-                        raise ModelError("the dynamo exporter returned nothing")
-                    prog.save(str(path))
-            return {"exporter": exporter, "opset": OPSET, "batch": batch or "dynamic"}
-        except Exception as exc:  # each exporter fails in its own ways; both are reported
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            errors.append(f"{exporter}: {first}")
-            path.unlink(missing_ok=True)
-    raise ModelError(f"cannot export the model to ONNX ({'; '.join(errors)})")
+    return export_program(program, path, opset=OPSET, batch=batch)
 
 
 def module_of(node_name: str) -> str:
@@ -152,13 +113,14 @@ def build_graph(
         raise UsageError(f"the jetson target has no precision '{precision}'", hint=f"choose {PRECISIONS}")
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        report: dict[str, Any] = {"export": export_fp32(program, fp32, batch=batch)}
+        info = export_fp32(program, fp32, batch=batch)
+        report: dict[str, Any] = {"export": info.to_dict()}
         report["fp32_bytes"] = fp32.stat().st_size
         model = onnx.load(str(fp32))
         kept_float: list[str] = []
         if precision == "int8":
             report["quantization"] = _int8(
-                program, model, fp32, calib, calib_method, calib_samples, batch, progress
+                program, model, fp32, calib, calib_method, calib_samples, info.batch, progress
             )
         elif precision == "fp16":
             model = _fp16(model, keep_io=not fp16_io)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgec.errors import ModelError, first_line
+from edgec.errors import ModelError, UsageError, first_line
 from edgec.onnxlib.util import clean, quiet
 
 if TYPE_CHECKING:
@@ -147,43 +147,68 @@ def _strip_wrapper(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def export_program(program: Program, path: Path) -> ExportInfo:
+def export_program(
+    program: Program, path: Path, *, opset: int | None = None, batch: int | None = None
+) -> ExportInfo:
     """Export an edgec :class:`~edgec.program.Program` (eval mode, a deep copy) to ``path``.
 
     A spiking program is exported with its host-side encoder in front (:class:`edgec.snn.EncodedSNN`):
     the graph takes raw input ``[N, ...]`` and returns output spikes ``[N, T, ...]``, the time loop
-    unrolled over the program's T steps."""
+    unrolled over the program's T steps. ``opset`` and ``batch``: as :func:`export_onnx`."""
+    module = program.module
     if program.kind == "snn":
         from edgec.snn import EncodedSNN
 
-        wrapped = EncodedSNN(program.module, program.timesteps, program.encoder, program.input_shape)
-        return export_onnx(wrapped, program.example_input, path, static_batch=program.static_batch)
+        module = EncodedSNN(program.module, program.timesteps, program.encoder, program.input_shape)
     return export_onnx(
-        program.module,
+        module,
         program.example_input,
         path,
         static_batch=program.static_batch,
+        opset=opset,
+        batch=batch,
     )
 
 
 def export_onnx(
-    module: nn.Module, example_input: torch.Tensor, path: Path, *, static_batch: int | None = None
+    module: nn.Module,
+    example_input: torch.Tensor,
+    path: Path,
+    *,
+    static_batch: int | None = None,
+    opset: int | None = None,
+    batch: int | None = None,
 ) -> ExportInfo:
     """Export ``module`` (a deep copy, in eval mode) for input like ``example_input`` to ``path``.
 
     ``static_batch``: the PyTorch graph itself takes only this batch size (a ``torch.export``
     program exported at batch 1); a dynamic batch is still tried and kept if ONNX Runtime shows
-    the exported graph really takes any batch. Raises :class:`OnnxExportError`.
+    the exported graph really takes any batch. ``opset``: None exports with the TorchScript-based
+    exporter at :data:`OPSET` and lets the dynamo exporter pick its own (the CPU target); a number
+    asks both exporters for it (a consumer's parser range: TensorRT 10 takes opsets 9..20).
+    ``batch``: the batch size the graph must declare (a consumer that takes static shapes only,
+    such as the Jetson DLA); None asks for a dynamic one. Raises :class:`OnnxExportError`, or
+    :class:`~edgec.errors.UsageError` for a ``batch`` the model cannot take.
     """
     import torch
 
     from edgec.snn import named_outputs
 
     path = Path(path)
+    if batch is not None:
+        if batch < 1:
+            raise UsageError(f"an export batch must be >= 1, got {batch}")
+        if static_batch is not None and batch != static_batch:
+            raise UsageError(
+                f"the model takes batch {static_batch} only; it cannot be exported at batch {batch}",
+                hint=f"ask for batch {static_batch}, or {DYNAMIC_EXPORT_HINT}",
+            )
     module = copy.deepcopy(module)
     with contextlib.suppress(NotImplementedError):  # a torch.export module cannot switch modes
         module.eval()
     x = example_input.detach()
+    if batch is not None and int(x.shape[0]) != batch:
+        x = x[:1].expand(batch, *x.shape[1:]).contiguous()
     with torch.no_grad():
         out = module(x)
     names = list(named_outputs(out))
@@ -197,16 +222,12 @@ def export_onnx(
     # shapes a torch.export graph computes (a GRU's initial state) into constants
     failed: set[str] = set()
     why_fixed: dict[str, str] = {}
-    for exporter, dynamic in (
-        ("torchscript", True),
-        ("dynamo", True),
-        ("torchscript", False),
-        ("dynamo", False),
-    ):
+    attempts = [("torchscript", True), ("dynamo", True)] if batch is None else []
+    for exporter, dynamic in (*attempts, ("torchscript", False), ("dynamo", False)):
         if exporter in failed:
             continue
         try:
-            _run_exporter(exporter, module, x, path, names, dynamic, scripted, static_batch, wrap)
+            _run_exporter(exporter, module, x, path, names, dynamic, scripted, static_batch, wrap, opset)
         except Exception as exc:
             path.unlink(missing_ok=True)
             text = clean(str(exc))
@@ -225,18 +246,20 @@ def export_onnx(
             why_fixed[exporter] = reason
             path.unlink(missing_ok=True)
             continue
-        batch = int(x.shape[0])
+        if batch is not None:  # asked for: no warning, the report says which batch
+            return _info(path, exporter, batch, (f"the batch was fixed at {batch} as asked",))
+        fixed = int(x.shape[0])
         why = "; ".join(f"{k} exporter: {v}" for k, v in why_fixed.items()) or "a dynamic batch failed"
         log.warning(
             "the ONNX graph takes batch %d only (%s); larger batches run %d sample(s) at a time. "
             "For a dynamic batch, %s",
-            batch,
+            fixed,
             why,
-            batch,
+            fixed,
             DYNAMIC_EXPORT_HINT,
         )
-        note = f"the graph takes batch {batch} only ({why}); a larger batch runs {batch} sample(s) at a time"
-        return _info(path, exporter, batch, (note,))
+        note = f"the graph takes batch {fixed} only ({why}); a larger batch runs {fixed} sample(s) at a time"
+        return _info(path, exporter, fixed, (note,))
     detail = "; ".join(f"{k} exporter: {v}" for k, v in errors.items())
     no_op = f" ({', '.join(ops)} has no ONNX conversion)" if ops else ""
     raise OnnxExportError(
@@ -258,6 +281,7 @@ def _run_exporter(
     scripted: bool,
     static_batch: int | None,
     wrap: bool,
+    opset: int | None = None,
 ) -> None:
     import torch
 
@@ -272,7 +296,7 @@ def _run_exporter(
                 (x,),
                 str(path),
                 dynamo=False,
-                opset_version=OPSET,
+                opset_version=opset or OPSET,
                 input_names=[INPUT_NAME],
                 output_names=names,
                 dynamic_axes=axes,
@@ -291,6 +315,7 @@ def _run_exporter(
             _flat(module) if wrap or scripted else module,
             (xd,),
             dynamo=True,
+            opset_version=opset,  # None: the exporter's own
             input_names=[INPUT_NAME],
             output_names=names,
             dynamic_shapes=dyn,

@@ -1,0 +1,134 @@
+"""The Jetson target exports through edgec.onnxlib, the neutral helper it shares with the CPU target
+(issue 7, house item 2): it imports nothing from the CPU target, a model with several outputs keeps
+them by name as on the CPU target, a torch.export model at batch 1 and one with a dynamic batch both
+compile, a fixed batch (the DLA's) is asked of onnxlib, and a spiking program compiles through its
+encoder (EncodedSNN) in FP32 / FP16.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+from user_models import save_export
+
+import edgec
+import edgec.api
+import edgec.config
+from edgec.errors import UsageError
+
+JETSON = Path(edgec.__file__).resolve().parent / "targets" / "jetson"
+
+
+def test_jetson_imports_nothing_from_the_cpu_target():
+    """No module of the Jetson target names edgec.targets.cpu, and importing all of them (and
+    exporting through them) loads none of it; the export and calibration come from edgec.onnxlib."""
+    for path in sorted(JETSON.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            assert not any(n.startswith("edgec.targets.cpu") for n in names), path.name
+    code = (
+        "import sys, tempfile, pathlib, edgec.targets.jetson as j, edgec.targets.jetson.graph as g\n"
+        "import edgec.targets.jetson.qdq, edgec.targets.jetson.rules\n"
+        "from edgec.loading import load_program\n"
+        "p = load_program('zoo:digits-cnn')\n"
+        "with tempfile.TemporaryDirectory() as d:\n"
+        "    info = g.export_fp32(p, pathlib.Path(d) / 'm.onnx')\n"
+        "print(info.batch, info.opset, type(info).__module__)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('edgec.targets.cpu')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["None 17 edgec.onnxlib.export", "[]"]
+
+
+class Heads(nn.Module):
+    def __init__(self, as_dict: bool) -> None:
+        super().__init__()
+        self.as_dict = as_dict
+        self.body = nn.Linear(20, 16)
+        self.cls = nn.Linear(16, 5)
+        self.box = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> object:
+        h = torch.relu(self.body(x))
+        if self.as_dict:
+            return {"cls": self.cls(h), "box": self.box(h)}
+        return self.cls(h), self.box(h)
+
+
+def _io(out: Path) -> tuple[list[str], list[str]]:
+    g = onnx.load(str(out / "model.onnx")).graph
+    init = {i.name for i in g.initializer}
+    return [i.name for i in g.input if i.name not in init], [o.name for o in g.output]
+
+
+@pytest.mark.parametrize("as_dict", [True, False], ids=["dict", "tuple"])
+def test_several_outputs_are_named_as_on_the_cpu_target(tmp_path, as_dict):
+    """Before, the Jetson exporter named one output ``output`` whatever the model returned: a dict
+    model lost its keys (and the second output its name). Now both targets name them alike, and the
+    Jetson graph (FP32 and INT8) returns each output by name with the model's values."""
+    torch.manual_seed(0)
+    model = Heads(as_dict).eval()
+    names = ["cls", "box"] if as_dict else ["output_0", "output_1"]
+    x = np.random.default_rng(0).random((16, 20), dtype=np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x))
+    ref = {k: v.numpy() for k, v in (ref.items() if as_dict else zip(names, ref, strict=True))}
+    for target, quantize in (("cpu", "none"), ("jetson", "none"), ("jetson", "int8")):
+        out = tmp_path / f"{target}-{quantize}"
+        cfg = edgec.config.load_config(target=target, quantize=quantize, input_shape=(1, 20))
+        cfg.calib = str(tmp_path / "x.npz") if quantize == "int8" else None
+        edgec.api.compile(model, out=out, config=cfg)
+        assert _io(out) == (["input"], names), (target, quantize)
+        rep = json.loads((out / "report.json").read_text())
+        assert [o["name"] for o in rep["target_report"]["export"]["outputs"]] == names
+        y = edgec.run(out, x)
+        assert list(y) == names
+        tol = 1e-5 if quantize == "none" else 0.05
+        for k in names:
+            assert np.abs(y[k] - ref[k]).max() <= tol * max(1.0, float(np.abs(ref[k]).max())), (target, k)
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["batch-1", "dynamic"])
+def test_torch_export_models_compile_fp32_and_fixed_batch(tmp_path, dynamic):
+    """A torch.export model at batch 1 (the README's way) and one with a dynamic batch compile for
+    Jetson; a fixed batch asked for (the DLA's) is declared in the graph and used by the engine's
+    profile; a batch the model cannot take is a one-line usage error, with nothing written."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)).eval()
+    pt2 = save_export(model, tmp_path / "m.pt2", (3, 8, 8), dynamic=dynamic)
+    x = np.random.default_rng(1).random((5, 3, 8, 8), dtype=np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    out = tmp_path / "fp32"
+    edgec.compile(str(pt2), target="jetson", out=out)
+    np.testing.assert_allclose(edgec.run(out, x)["output"], ref, rtol=1e-4, atol=1e-5)
+    batch = json.loads((out / "report.json").read_text())["target_report"]["export"]["batch"]
+    assert batch in ("dynamic", 1)  # batch 1: the ONNX Runtime check found the batch traced in
+    if dynamic:
+        assert batch == "dynamic"
+    for fixed in (1, 2):
+        cfg = edgec.config.load_config(target="jetson", quantize="none")
+        cfg.target_options["jetson"] = {"batch": fixed}
+        dst = tmp_path / f"b{fixed}"
+        if fixed == 2 and not dynamic:
+            with pytest.raises(UsageError, match="takes batch 1 only"):
+                edgec.api.compile(str(pt2), out=dst, config=cfg)
+            assert not dst.exists()
+            continue
+        edgec.api.compile(str(pt2), out=dst, config=cfg)
+        dims = onnx.load(str(dst / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
+        assert [d.dim_value for d in dims] == [fixed, 3, 8, 8]
+        rep = json.loads((dst / "report.json").read_text())["target_report"]["export"]
+        assert rep["batch"] == fixed and rep["opset"] == 17
+        np.testing.assert_allclose(edgec.run(dst, x)["output"], ref, rtol=1e-4, atol=1e-5)  # in chunks
