@@ -132,3 +132,24 @@ def test_torch_export_models_compile_fp32_and_fixed_batch(tmp_path, dynamic):
         rep = json.loads((dst / "report.json").read_text())["target_report"]["export"]
         assert rep["batch"] == fixed and rep["opset"] == 17
         np.testing.assert_allclose(edgec.run(dst, x)["output"], ref, rtol=1e-4, atol=1e-5)  # in chunks
+
+
+@pytest.mark.parametrize("quantize", ["none", "fp16"])
+def test_spiking_program_compiles_through_its_encoder(tmp_path, quantize):
+    """A spiking program (kind snn) compiles for Jetson as on the CPU target, through EncodedSNN: the
+    graph takes raw input and returns output spikes [N, T, classes] equal to the program's own (FP32)
+    or nearly so (FP16); verify compares spike counts. Before, the target refused every SNN."""
+    from edgec.loading import load_program
+    from edgec.snn import run_outputs
+
+    out = tmp_path / quantize
+    edgec.compile("zoo:digits-snn-mlp", target="jetson", quantize=quantize, out=out)
+    prog = load_program("zoo:digits-snn-mlp")
+    x = np.random.default_rng(0).random((8, *prog.input_shape), dtype=np.float32)
+    y, ref = edgec.run(out, x)["output"], run_outputs(prog, x)["output"]
+    assert y.shape == ref.shape == (8, prog.timesteps, 10)
+    assert set(np.unique(y)) <= {0.0, 1.0}
+    same = float((y == ref).mean())
+    assert same == 1.0 if quantize == "none" else same >= 0.95
+    m = edgec.verify(out).metrics
+    assert m["top1_agreement"] >= 0.98 and m["outputs_identical"] >= (1.0 if quantize == "none" else 0.98)

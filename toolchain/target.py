@@ -355,6 +355,8 @@ class Target(ABC):
             xb = x[i : i + batch_size]
             outs.append(run(xb))
             refs.append(self.reference(program, xb))
+        if program.kind == "snn":
+            return compare_spikes(_stack(outs), _stack(refs), y, min_agreement=min_agreement)
         return task.compare(_stack(outs), _stack(refs), y, min_agreement=min_agreement)
 
 
@@ -413,6 +415,21 @@ def compare_outputs(
     if len(ref) == 1 and "top1_agreement" in metrics:
         summary += f", max abs error {metrics['max_abs_error']:.3g}"
     return VerifyResult(passed, metrics, summary)
+
+
+def compare_spikes(
+    out: dict[str, np.ndarray], ref: dict[str, np.ndarray], labels: np.ndarray | None, *, min_agreement: float
+) -> VerifyResult:
+    """A spiking network's outputs ``[N, T, ...]`` (spikes) compared as its class is read: by spike
+    count per output neuron (:func:`compare_outputs` on the counts), with the share of identical output
+    spikes reported (float rounding in a runtime may flip a spike at the threshold)."""
+    if list(out) != list(ref) or any(out[k].shape != ref[k].shape for k in ref):
+        return compare_outputs(out, ref, labels, min_agreement=min_agreement)
+    counts = {k: v.sum(1).reshape(len(v), -1) for k, v in out.items()}
+    ref_counts = {k: v.sum(1).reshape(len(v), -1) for k, v in ref.items()}
+    result = compare_outputs(counts, ref_counts, labels, min_agreement=min_agreement)
+    result.metrics["outputs_identical"] = float(np.mean([(out[k] == ref[k]).mean() for k in ref]))
+    return result
 
 
 def target_names() -> list[str]:

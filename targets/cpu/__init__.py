@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from edgec.errors import ConstraintViolation, UsageError
-from edgec.target import Lowered, Session, Target, VerifyResult, Violation, compare_outputs
+from edgec.target import Lowered, Session, Target, VerifyResult, Violation, compare_spikes
 from edgec.targets.cpu import onnxruntime_backend as ort_backend
 from edgec.targets.cpu import openvino_backend as ov_backend
 from edgec.targets.cpu.options import CpuOptions
@@ -331,10 +331,7 @@ class CpuTarget(Target):
         out = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
         ref = {k: np.concatenate([r[k] for r in refs]) for k in refs[0]}
         if program.kind == "snn":  # [N, T, ...] spikes: compared by count per output neuron
-            counts = {k: v.sum(1).reshape(len(v), -1) for k, v in out.items()}
-            ref_counts = {k: v.sum(1).reshape(len(v), -1) for k, v in ref.items()}
-            result = compare_outputs(counts, ref_counts, y, min_agreement=min_agreement)
-            result.metrics["outputs_identical"] = float(np.mean([(out[k] == ref[k]).mean() for k in ref]))
+            result = compare_spikes(out, ref, y, min_agreement=min_agreement)
         else:
             result = task.compare(out, ref, y, min_agreement=min_agreement)
         return check_precision(result, getattr(run, "runtime", {}), artifact.report, out, ref)

@@ -3,10 +3,10 @@
 Everything the target decides (the graph, its rule check, builder settings, buffers) is produced and
 tested on CPU; only the engine build, timing and power sampling run on a Jetson (docs/jetson.md).
 
-Files: :mod:`.graph` (export through :mod:`edgec.onnxlib`, FP16 / INT8 / INT4 graphs), :mod:`.qdq` (TensorRT's Q/DQ placement),
-:mod:`.rules` (what TensorRT 10.3 and the DLA accept), :mod:`.settings` (builder settings and I/O
-buffers as data), :mod:`.engine` (the TensorRT calls), :mod:`.power` and :mod:`.measure` (rail
-power, energy per inference).
+Files: :mod:`.graph` (export through :mod:`edgec.onnxlib`, FP16 / INT8 / INT4 graphs), :mod:`.qdq`
+(TensorRT's Q/DQ placement), :mod:`.rules` (what TensorRT 10.3 and the DLA accept), :mod:`.settings`
+(builder settings and I/O buffers as data), :mod:`.engine` (the TensorRT calls), :mod:`.power` and
+:mod:`.measure` (rail power, energy per inference).
 
 Options (``[target.jetson]`` in edgec.toml): ``dla`` (compile for the DLA: static batch, DLA rules),
 ``gpu_fallback`` (what the DLA cannot take runs on the GPU), ``batch`` (fixed batch of the graph;
