@@ -44,6 +44,27 @@ def front_table(doc: dict[str, Any], target: str) -> list[str]:
     return lines
 
 
+def sensitivity_table(sens: dict[str, Any] | None) -> list[str]:
+    """The layer groups a trial's ``wide`` keeps at 8 bits, most sensitive first, with their scores."""
+    if not sens:
+        return []
+    lines = [
+        "",
+        "## Layer groups by quantization sensitivity",
+        "",
+        f"Each group's weights alone quantized to {sens['bits']} bits (symmetric max-abs per tensor), "
+        f"the mean KL divergence of the model's outputs from the float outputs on {sens['samples']} "
+        f"training samples (ZeroQ, Cai et al. CVPR 2020, eq. 4); a trial with wide=k keeps the first k "
+        f"at {sens['wide_bits']} bits. Ranked once, in {sens['wall_s']:.2f} s.",
+        "",
+        "| rank | layer | score (KL, nats) |",
+        "|---|---|---|",
+    ]
+    for i, g in enumerate(sens["groups"], 1):
+        lines.append(f"| {i} | `{g['layer']}` | {g['score']:.6g} |")
+    return lines
+
+
 def render_markdown(doc: dict[str, Any]) -> str:
     s, timing, counts = doc["search"], doc["timing"], doc["counts"]
     lines = [
@@ -60,6 +81,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "Accuracy: the deployed artifact on held-out data (the target's runtime); energy: the artifact's "
         "energy report (cost-table estimate unless measured); bytes: parameters at their bit width.",
     ]
+    lines += sensitivity_table(s.get("sensitivity"))
     for target in s["targets"]:
         lines += ["", f"## Pareto front on {target}", ""]
         if doc["front"].get(target):

@@ -3,7 +3,8 @@
 ``search.json`` (schema_version 1, written atomically after every batch and at the end) is built from the
 Optuna study alone (the storage is the single source of truth):
 
-* ``search``: model, targets, objectives, constraints, space, sampler, seed, trials asked for;
+* ``search``: model, targets, objectives, constraints, space, sampler, seed, trials asked for, and the
+  layer groups' sensitivity ranking when the space has ``wide`` (:mod:`edgec.search.sensitivity`);
 * ``trials``: every trial: number, parameters, recipes, T, seed, state (``complete`` / ``failed`` /
   ``interrupted`` / ``queued``: an interrupted trial's parameters waiting for the next run), reason,
   attempts, wall time, and per target: feasible, why-not reason and rows, accuracy (deployed),
@@ -156,6 +157,7 @@ def build_document(
             "data": cfg.data,
             "limit": cfg.limit,
             "epochs": cfg.epochs,
+            "sensitivity": plan["sensitivity"].to_dict() if plan.get("sensitivity") else None,
         },
         "execution": execution,
         "timing": {**timing, "trials_compute_s": round(trial_s, 3)},

@@ -118,6 +118,9 @@ def _plan(model: str, cfg: SearchOptions) -> dict[str, Any]:
             "every trial fine-tunes the model and needs labelled training data",
             hint="pass --train-data SRC (e.g. builtin:digits, or an .npz with x and y)",
         )
+    sensitivity = None
+    if space.has("wide"):
+        space, sensitivity = _rank_groups(program, space, train, cfg)
     return {
         "model": model,
         "kind": program.kind,
@@ -126,7 +129,35 @@ def _plan(model: str, cfg: SearchOptions) -> dict[str, Any]:
         "constraints": constraints,
         "space": space,
         "train": train,
+        "sensitivity": sensitivity,
     }
+
+
+def _rank_groups(program: Any, space: Space, train: str, cfg: SearchOptions) -> tuple[Space, Any]:
+    """The space's ``wide`` values checked against the model's layer groups, then the groups ranked once
+    (:mod:`edgec.search.sensitivity`) at the space's lowest ``bits`` (4 if it has none)."""
+    import dataclasses
+
+    from edgec.search.sensitivity import check_wide, compressible_groups, rank_groups
+
+    dim = next(d for d in space.dims if d.name == "wide")
+    groups = compressible_groups(program.module)
+    values: list[Any] = list(dim.choices) if dim.choices else [dim.low, dim.high]
+    check_wide(values, groups, f"space '{space.name}'")
+    bits_dim = next((d for d in space.dims if d.name == "bits"), None)
+    widths = [] if bits_dim is None else list(bits_dim.choices) or [bits_dim.low]
+    ints = [int(b) for b in widths if isinstance(b, (int, float)) and not isinstance(b, bool)]
+    bits = min(ints) if ints else 4
+    from edgec.data import open_dataset
+    from edgec.tasks import task_for
+
+    data = open_dataset(
+        train, purpose="calibration", input_shape=program.input_shape, images=cfg.image_options()
+    )
+    x, _ = task_for(program).prepare(data, program.input_shape, "calibration")
+    sens = rank_groups(program, x, bits=bits, seed=cfg.seed, device=cfg.device)
+    log.info("layer groups by sensitivity: %s", sens.groups)
+    return dataclasses.replace(space, ranking=sens.ranking), sens
 
 
 def _executor(cfg: SearchOptions) -> Any:
@@ -163,6 +194,7 @@ def _study_key(cfg: SearchOptions, plan: dict[str, Any]) -> dict[str, Any]:
         "sampler": cfg.sampler,
         "train": plan["train"],
         "epochs": cfg.epochs,
+        **({"sensitivity": list(plan["space"].ranking)} if plan.get("sensitivity") else {}),
     }
 
 

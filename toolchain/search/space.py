@@ -3,8 +3,10 @@
 A space is a list of recipe templates (``"qp-snn:bits={bits},prune={prune}"``) and the parameters that fill
 them. A parameter is a list of choices (categorical) or a range ``{low, high, step}`` (integers when
 ``low``, ``high`` and ``step`` are integers, else floats; ``log = true`` samples a float range on a log
-scale). One parameter name is reserved: ``timesteps`` sets the SNN's time steps T of the trial (the model's
-own when absent). A TOML file::
+scale). Two parameter names are reserved: ``timesteps`` sets the SNN's time steps T of the trial (the model's
+own when absent); ``wide`` is per-layer-group mixed precision: the number of most quantization-sensitive
+layer groups (ranked once per search, :mod:`edgec.search.sensitivity`) the trial keeps at 8 bits.
+A TOML file::
 
     [space]
     recipes = ["qp-snn:bits={bits},prune={prune}"]
@@ -36,7 +38,7 @@ from typing import Any
 from edgec.errors import UsageError
 
 #: parameters that are not recipe options
-RESERVED = ("timesteps",)
+RESERVED = ("timesteps", "wide")
 _PARAM_KEYS = {"low", "high", "step", "log", "choices"}
 
 
@@ -83,14 +85,30 @@ class Space:
     name: str
     recipes: tuple[str, ...]
     dims: tuple[Dimension, ...] = field(default_factory=tuple)
+    #: the layer groups, most sensitive first (set by the driver when the space has ``wide``)
+    ranking: tuple[str, ...] = field(default=(), compare=False)
+
+    def has(self, name: str) -> bool:
+        return any(d.name == name for d in self.dims)
 
     def distributions(self) -> dict[str, Any]:
         return {d.name: d.distribution() for d in self.dims}
 
     def recipes_for(self, params: dict[str, Any]) -> list[str]:
-        """The trial's recipe strings: every template filled with ``params`` (floats without noise)."""
+        """The trial's recipe strings: every template filled with ``params`` (floats without noise), the
+        ``wide`` most sensitive layer groups added as ``layers=NAME:8`` overrides."""
+        from edgec.search.sensitivity import widen_recipes
+
         shown = {k: _show(v) for k, v in params.items()}
-        return [t.format(**shown) for t in self.recipes]
+        return widen_recipes([t.format(**shown) for t in self.recipes], self.wide_layers(params))
+
+    def wide_layers(self, params: dict[str, Any]) -> tuple[str, ...]:
+        k = int(params.get("wide") or 0)
+        if k > len(self.ranking):
+            raise UsageError(
+                f"space '{self.name}': wide={k} but the model has {len(self.ranking)} rankable layer groups"
+            )
+        return self.ranking[:k]
 
     def timesteps_for(self, params: dict[str, Any]) -> int | None:
         t = params.get("timesteps")
@@ -109,6 +127,11 @@ class Space:
             for _, key, _, _ in string.Formatter().parse(t):
                 if key is None:
                     continue
+                if key == "wide":
+                    raise UsageError(
+                        f"space '{self.name}': recipe '{t}' uses {{wide}}; wide is reserved",
+                        hint="a trial's wide layers are added to its recipes as layers=NAME:8 by the search",
+                    )
                 if key not in names:
                     raise UsageError(
                         f"space '{self.name}': recipe '{t}' uses {{{key}}}, which no parameter defines",
@@ -127,8 +150,15 @@ class Space:
             )
         for d in self.dims:  # each choice / both ends of each range must make a valid recipe
             values = list(d.choices) if d.choices else [d.low, d.high]
+            if d.name == "wide":  # checked against the model's layer groups by the driver
+                if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+                    raise UsageError(
+                        f"space '{self.name}': wide takes whole numbers of layer groups >= 0, got {values}",
+                        hint="e.g. wide = [0, 1, 2]",
+                    )
+                continue
             for v in values:
-                trial = {x.name: x.first() for x in self.dims}
+                trial = {x.name: x.first() for x in self.dims if x.name != "wide"}
                 trial[d.name] = int(v) if d.integer else v  # type: ignore[arg-type]
                 try:
                     parse_recipes(self.recipes_for(trial))
