@@ -153,3 +153,71 @@ def test_spiking_program_compiles_through_its_encoder(tmp_path, quantize):
     assert same == 1.0 if quantize == "none" else same >= 0.95
     m = edgec.verify(out).metrics
     assert m["top1_agreement"] >= 0.98 and m["outputs_identical"] >= (1.0 if quantize == "none" else 0.98)
+
+
+# ---- Q/DQ numbers from edgec.onnxlib -----------------------------------------------------------
+def test_weight_and_activation_quant_are_onnxlib_tensorquant():
+    """The Jetson writer's numbers are onnxlib's: symmetric per-channel weight scales max|w_c| / 127
+    (an all-zero channel gets scale 1), int8 values rounded half to even, activation scales
+    max(|lo|, |hi|) / 127 with zero-point 0 (S8S8)."""
+    from edgec.onnxlib import S8S8, TensorQuant
+    from edgec.targets.jetson.qdq import act_quant
+
+    w = np.array([[0.5, -1.27, 0.0], [0.0, 0.0, 0.0], [2.54, 0.01, -0.03]], np.float32)
+    tq = TensorQuant.symmetric_for(w, 0)
+    np.testing.assert_allclose(tq.scale, [0.01, 1.0, 0.02], rtol=1e-6)
+    assert tq.axis == 0 and not tq.zero_point.any()
+    q = tq.quantize(w)
+    assert q.dtype == np.int8
+    np.testing.assert_array_equal(q, [[50, -127, 0], [0, 0, 0], [127, 0, -2]])  # 0.5 and -1.5 to even
+    assert float(TensorQuant.symmetric_for(w, None).scale) == pytest.approx(2.54 / 127)
+    acts = act_quant({"t": (-0.5, 2.54)}, ["t"])
+    assert float(acts["t"].scale) == pytest.approx(0.02) and int(acts["t"].zero_point) == 0
+    assert acts["t"].dtype == S8S8.activation_dtype
+    with pytest.raises(edgec.errors.DataError, match="no range for tensor 'u'"):
+        act_quant({"t": (0.0, 1.0)}, ["t", "u"])
+
+
+class _Head(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8 * 4 * 4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+class _Nested(nn.Module):
+    """Layers below attributes (``body.conv``, ``head.fc``): their graph nodes are ``/body/conv/Conv``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential()
+        self.body.add_module("conv", nn.Conv2d(3, 8, 3))
+        self.head = _Head()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.body(x)))
+
+
+def test_learned_scales_of_nested_layers_are_found_by_onnxlib(tmp_path):
+    """Learned (QAT) input scales are matched to graph tensors by onnxlib's params path
+    (resolve_params). Before, the Jetson target took a node's second-to-last scope as the layer
+    (``/head/fc/Gemm`` -> ``fc``), missed ``head.fc``, and asked for calibration data instead."""
+    from edgec.loading import load_program
+    from edgec.quant import LayerQuant
+
+    torch.manual_seed(0)
+    prog = load_program(_Nested().eval(), input_shape=(1, 3, 6, 6))
+    learned = {"body.conv": 0.0125, "head.fc": 0.0375}
+    prog.quant.update(
+        {n: LayerQuant(method="test", act_bits=8, act_scale=s, act_zero_point=0) for n, s in learned.items()}
+    )
+    out = tmp_path / "qat"
+    edgec.api.compile(prog, out=out, config=edgec.config.load_config(target="jetson", quantize="int8"))
+    model = onnx.load(str(out / "model.onnx"))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert sorted(float(inits[n.input[1]]) for n in qs) == pytest.approx(sorted(learned.values()))
+    q = json.loads((out / "report.json").read_text())["target_report"]["quantization"]
+    assert q["activation_scales"].startswith("learned") and q["scheme_name"] == "s8s8"

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from edgec.onnxlib.feeds import Feeds as _Feeds
 
 if TYPE_CHECKING:
     from edgec.data import Dataset
@@ -37,36 +38,13 @@ CHECK_SAMPLES = 32
 MIN_AGREEMENT = 0.98
 
 
-class Feeds:
-    """Calibration feed dicts for ORT: samples of ``data`` grouped in batches the graph takes (a
-    fixed batch's last one padded with its last sample); the first :data:`CHECK_SAMPLES` samples
-    are kept for the check."""
+class Feeds(_Feeds):
+    """:class:`edgec.onnxlib.feeds.Feeds` keeping the first :data:`CHECK_SAMPLES` samples for the check."""
 
     def __init__(
         self, data: Dataset, shape: tuple[int, ...], batch: int | None, limit: int, progress: Progress
     ) -> None:
-        self.data, self.shape, self.batch = data, shape, batch or 1
-        self.limit, self.progress = limit, progress
-        self.count = 0
-        self.kept: list[np.ndarray] = []
-
-    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        from edgec.onnxlib import INPUT_NAME
-
-        buf: list[np.ndarray] = []
-        with self.progress.task("calibrating", total=self.limit) as task:
-            for x, _ in self.data.checked(self.shape, self.limit):
-                buf.append(x)
-                if len(self.kept) < CHECK_SAMPLES:
-                    self.kept.append(x)
-                self.count += 1
-                task.advance()
-                if len(buf) == self.batch:
-                    yield {INPUT_NAME: np.stack(buf)}
-                    buf = []
-        if buf:
-            buf += [buf[-1]] * (self.batch - len(buf))
-            yield {INPUT_NAME: np.stack(buf)}
+        super().__init__(data, shape, batch, limit, progress, keep=CHECK_SAMPLES)
 
 
 def choose_scheme(model_path: Path) -> tuple[QdqScheme, str]:

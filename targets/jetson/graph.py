@@ -8,7 +8,8 @@
                   FP16 kernels without any builder precision flag.
 ``int8``          symmetric int8 Q/DQ placed the way TensorRT fuses them (:mod:`.qdq`); scales from
                   calibration data, or the scales a QAT pass learned when the program's
-                  quantization record (``Program.quant``) carries them (:func:`learned_act_scales`).
+                  quantization record (``Program.quant``) carries them (:func:`learned_act_scales`);
+                  the numbers from :mod:`edgec.onnxlib` (the S8S8 scheme, calibrate, TensorQuant).
 ``int4-weights``  the constant weights of MatMuls (transformer projections and MLPs) as int4 blocks
                   along the reduction axis (scale ``max|w| / 7`` per block of ``block_size`` rows,
                   zero-point 0), activations in float: TensorRT's weight-only INT4. Written by hand
@@ -29,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgec.errors import UsageError
-from edgec.onnxlib import INPUT_NAME
-from edgec.targets.jetson.qdq import Placement, calibrate, place, write_qdq
+from edgec.errors import DataError, UsageError
+from edgec.onnxlib import INPUT_NAME, S8S8, TensorQuant
+from edgec.progress import NullProgress
+from edgec.targets.jetson.qdq import Placement, act_quant, place, write_qdq
 from edgec.targets.jetson.rules import FLOAT_OPS_KEY, OPSET_INT4
 
 if TYPE_CHECKING:
@@ -67,30 +69,34 @@ def export_fp32(program: Program, path: Path, *, batch: int | None = None) -> Ex
     return export_program(program, path, opset=OPSET, batch=batch)
 
 
-def module_of(node_name: str) -> str:
-    """The PyTorch module an exported node belongs to: ``/features/features.0/Conv`` -> ``features.0``."""
-    parts = [p for p in node_name.split("/") if p]
-    return parts[-2] if len(parts) >= 2 else ""
-
-
-def learned_act_scales(program: Program, plan: Placement) -> dict[str, float] | None:
-    """Activation scales from the program's quantization record (``Program.quant``), or None.
+def learned_act_scales(program: Program, plan: Placement, fp32: Path) -> dict[str, TensorQuant] | None:
+    """Activation quantization from the program's quantization record (``Program.quant``), or None.
 
     The hook for models compressed by edgec's QAT passes: a layer whose record has an 8-bit,
-    zero-point-0 input quantizer keeps its learned ``act_scale`` instead of being re-calibrated.
-    None when the record gives no usable activation scale for some quantized input (then every
-    scale is calibrated, so the graph stays consistent).
+    zero-point-0 input quantizer keeps its learned ``act_scale`` instead of being re-calibrated. The
+    layers are found in the graph by onnxlib's params path (:func:`edgec.onnxlib.resolve_params`:
+    ``"<layer>:input"`` -> the graph tensor). None when the record gives no usable activation scale
+    for some quantized input (then every scale is calibrated, so the graph stays consistent).
     """
+    from edgec.onnxlib import layer_tensors, resolve_params
+
     quant = getattr(program, "quant", None) or {}
     if not quant:
         return None
-    scales: dict[str, float] = {}
-    for p in plan.activations:
-        rec = quant.get(module_of(p.consumer))
-        if rec is None or rec.act_scale is None or rec.act_bits != 8 or rec.act_zero_point not in (None, 0):
-            return None
-        scales[p.tensor] = float(rec.act_scale)
-    return scales
+    layers = layer_tensors(fp32)
+    params = {
+        f"{name}:input": TensorQuant.per_tensor(float(rec.act_scale), 0, "int8")
+        for name, rec in quant.items()
+        if name in layers
+        and rec.act_scale is not None
+        and rec.act_bits == 8
+        and rec.act_zero_point in (None, 0)
+    }
+    by_tensor = resolve_params(fp32, params)
+    consumers = {layers[name]["node"] for name in (k.rpartition(":")[0] for k in params)}
+    if any(p.consumer not in consumers or p.tensor not in by_tensor for p in plan.activations):
+        return None
+    return {t: by_tensor[t] for t in plan.tensors}
 
 
 def build_graph(
@@ -160,31 +166,28 @@ def _int8(
     batch: int | None,
     progress: Progress | None,
 ) -> dict[str, Any]:
+    from edgec.onnxlib import Feeds, calibrate
+
     plan = place(model)
-    learned = learned_act_scales(program, plan)
-    if learned is not None:
-        scales, source, used = learned, "learned (the program's quantization record)", 0
+    acts = learned_act_scales(program, plan, fp32)
+    if acts is not None:
+        source, used = "learned (the program's quantization record)", 0
     else:
         if calib is None:
             raise UsageError(
                 "--quantize int8 needs calibration data", hint="pass --calib SRC (e.g. data.npz)"
             )
-        scales, used = calibrate(
-            fp32,
-            calib,
-            input_name=INPUT_NAME,
-            input_shape=program.input_shape,
-            tensors=plan.tensors,
-            method=method,
-            samples=samples,
-            batch=batch,
-            progress=progress,
-        )
-        source = f"calibrated ({method})"
-    counts = write_qdq(model, plan, scales)
+        feeds = Feeds(calib, program.input_shape, batch, samples, progress or NullProgress())
+        # the tensors before every op the placement quantizes (weighted ops, residual Adds)
+        ranges = calibrate(fp32, feeds, scheme=S8S8, method=method, op_types=plan.op_types(model))
+        if feeds.count == 0:
+            raise DataError("no calibration samples were read", hint="check --calib")
+        acts, source, used = act_quant(ranges, plan.tensors), f"calibrated ({method})", feeds.count
+    counts = write_qdq(model, plan, acts, S8S8)
     return {
-        "scheme": "explicit Q/DQ, int8 symmetric (zero-point 0): activations per tensor, weights per "
-        "output channel; biases float; residual Adds fed by their Conv directly",
+        "scheme": f"{S8S8.summary()}; explicit Q/DQ where TensorRT fuses them: weighted ops' inputs, "
+        "residual Adds fed by their Conv directly",
+        "scheme_name": S8S8.name,
         "activation_scales": source,
         "calibration_samples": used,
         **counts,

@@ -10,42 +10,36 @@ Model Optimizer's ONNX PTQ writes, measured in ../shared reference deployment.md
   TensorRT fuses into one Conv+Add kernel (a Q/DQ on the Conv branch would block that fusion);
 * nothing else: TensorRT propagates the scales through pooling, ReLU and reshapes itself.
 
-Scales: symmetric int8, zero-point 0. Weights per output channel (``max |w_c| / 127``) stored as int8
-initializers with a DequantizeLinear (no Q on constants: a quarter of the FP32 size); activations
-per tensor, ``max(|lo|, |hi|) / 127`` of a calibrated range (or of a learned scale). Biases stay
-float (TensorRT refuses int32 bias DQ).
+The numbers come from :mod:`edgec.onnxlib`, shared with the CPU target: the scheme is its
+:data:`~edgec.onnxlib.S8S8` preset (symmetric int8, zero-point 0, weights per output channel, float
+bias), activation ranges are measured by :func:`edgec.onnxlib.calibrate` (ONNX Runtime's calibrators)
+and every scale is a :class:`~edgec.onnxlib.TensorQuant`: activations per tensor from a range
+(``max(|lo|, |hi|) / 127``) or from a QAT pass's learned scale, weights per channel
+(``max |w_c| / 127``) stored as int8 initializers with a DequantizeLinear (no Q on constants: a
+quarter of the FP32 size), checked against the scheme by :func:`edgec.onnxlib.check_params`.
 
-Written by hand rather than with ONNX Runtime's ``quantize_static``: its symmetric QDQ mode puts Q/DQ
-on every op output (blocking TensorRT's Conv+Add fusion) and int32 bias DQs by default; the ranges
-still come from ONNX Runtime's calibrators (:func:`calibrate`).
+Only the *placement* is this target's own, and written here rather than by
+:func:`edgec.onnxlib.write_qdq`: that writer is ONNX Runtime's QDQ quantizer, whose placement rules
+are ORT's kernels' (Q/DQ on the outputs of quantized ops too, which on a Conv feeding a residual
+Add blocks TensorRT's Conv+Add fusion; no rule for quantizing only an Add's skip branch). TensorRT's
+recommendation is a different graph, so it is placed and written by hand from the same numbers.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import tempfile
-import warnings
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgec.errors import DataError
+from edgec.onnxlib import S8S8, QdqScheme, TensorQuant, check_params
 from edgec.targets.jetson.rules import WEIGHTED_OPS, output_channel_axis
 
 if TYPE_CHECKING:
     import onnx
-
-    from edgec.data import Dataset
-    from edgec.progress import Progress
-
-INT8_MAX = 127.0
-#: smallest scale written (a channel of all-zero weights or a constant-zero activation)
-MIN_SCALE = 1e-8
 
 
 @dataclass(frozen=True)
@@ -75,6 +69,11 @@ class Placement:
     def tensors(self) -> list[str]:
         """Activation tensors that need a scale, in graph order, once each."""
         return list(dict.fromkeys(p.tensor for p in self.activations))
+
+    def op_types(self, model: onnx.ModelProto) -> list[str]:
+        """The op types the activations are quantized before (what calibration must measure)."""
+        kind = {n.name: n.op_type for n in model.graph.node}
+        return sorted({kind[p.consumer] for p in self.activations})
 
 
 def _ensure_names(model: onnx.ModelProto) -> None:
@@ -117,138 +116,54 @@ def place(model: onnx.ModelProto) -> Placement:
     return plan
 
 
-class _Reader:
-    """ONNX Runtime's calibration reader over an edgec Dataset, one sample per call."""
-
-    def __init__(self, batches: Iterator[np.ndarray], input_name: str) -> None:
-        self.batches = batches
-        self.input_name = input_name
-        self.count = 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        x = next(self.batches, None)
-        if x is None:
-            return None
-        self.count += 1
-        return {self.input_name: x}
-
-    def rewind(self) -> None:  # part of ORT's interface; the data is consumed once
-        return None
-
-
-def calibrate(
-    fp32: Path,
-    data: Dataset,
-    *,
-    input_name: str,
-    input_shape: tuple[int, ...],
-    tensors: list[str],
-    method: str = "minmax",
-    samples: int = 128,
-    batch: int | None = None,
-    progress: Progress | None = None,
-) -> tuple[dict[str, float], int]:
-    """Symmetric int8 scales (``max|range| / 127``) of ``tensors``, with ONNX Runtime's calibrators.
-
-    ``batch`` feeds samples in groups of that size (a graph exported with a fixed batch).
-    Returns the scales and the number of samples used.
-    """
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
-
-    from edgec.progress import NullProgress
-
-    methods = {
-        "minmax": CalibrationMethod.MinMax,
-        "percentile": CalibrationMethod.Percentile,
-        "entropy": CalibrationMethod.Entropy,
+def act_quant(ranges: Mapping[str, tuple[float, float]], tensors: list[str]) -> dict[str, TensorQuant]:
+    """The S8S8 activation quantization of ``tensors`` from measured ranges (``onnxlib.calibrate``)."""
+    missing = [t for t in tensors if t not in ranges]
+    if missing:
+        raise DataError(f"calibration produced no range for tensor '{missing[0]}'")
+    return {
+        t: TensorQuant.from_range(*ranges[t], S8S8.activation_dtype, symmetric=S8S8.activation_symmetric)
+        for t in tensors
     }
-    progress = progress or NullProgress()
-
-    def batches() -> Iterator[np.ndarray]:
-        with progress.task("calibrating", total=samples) as task:
-            group: list[np.ndarray] = []
-            for x, _ in data.checked(input_shape, samples):
-                group.append(x.astype(np.float32))
-                task.advance()
-                if len(group) == (batch or 1):
-                    yield np.stack(group)
-                    group = []
-
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        warnings.catch_warnings(),
-        contextlib.redirect_stdout(io.StringIO()),
-    ):
-        warnings.simplefilter("ignore")
-        cal = create_calibrator(
-            fp32,
-            op_types_to_calibrate=None,
-            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-            calibrate_method=methods[method],
-            extra_options={"symmetric": True},
-        )
-        reader = _Reader(batches(), input_name)
-        cal.collect_data(reader)
-        ranges = cal.compute_data()
-    if reader.count == 0:
-        raise DataError("no calibration samples were read", hint="check --calib")
-    scales: dict[str, float] = {}
-    for t in tensors:
-        if t not in ranges.data:
-            raise DataError(f"calibration produced no range for tensor '{t}'")
-        lo, hi = (float(np.asarray(v).max()) for v in _range(ranges.data[t]))
-        scales[t] = max(max(abs(lo), abs(hi)) / INT8_MAX, MIN_SCALE)
-    return scales, reader.count
 
 
-def _range(item: Any) -> tuple[Any, Any]:
-    value = getattr(item, "range_value", item)
-    return value[0], value[1]
-
-
-def weight_scales(w: np.ndarray, axis: int) -> np.ndarray:
-    """Per-channel symmetric scales ``max |w_c| / 127`` on ``axis`` (per tensor when axis is -1)."""
-    if axis == -1:
-        return np.asarray(max(float(np.abs(w).max()) / INT8_MAX, MIN_SCALE), np.float32)
-    red = tuple(i for i in range(w.ndim) if i != axis)
-    return np.maximum(np.abs(w).max(axis=red) / INT8_MAX, MIN_SCALE).astype(np.float32)
-
-
-def quantize_weight(w: np.ndarray, scale: np.ndarray, axis: int) -> np.ndarray:
-    shape = [1] * w.ndim
-    if scale.ndim:
-        shape[axis] = -1
-    return np.clip(np.round(w / scale.reshape(shape)), -128, 127).astype(np.int8)
-
-
-def write_qdq(model: onnx.ModelProto, plan: Placement, act_scales: Mapping[str, float]) -> dict[str, int]:
-    """Insert the Q/DQ of ``plan`` into ``model`` in place; returns counts for the report."""
+def write_qdq(
+    model: onnx.ModelProto, plan: Placement, acts: Mapping[str, TensorQuant], scheme: QdqScheme = S8S8
+) -> dict[str, Any]:
+    """Insert the Q/DQ of ``plan`` into ``model`` in place, activations quantized as ``acts`` and
+    weights symmetric per channel in the scheme's dtype; returns counts for the report."""
     from onnx import helper, numpy_helper
 
+    if not (scheme.activation_symmetric and scheme.weight_symmetric) or scheme.quantize_bias:
+        raise ValueError(f"TensorRT's placement takes a symmetric scheme with float bias, not {scheme.name}")
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     nodes = {n.name: n for n in g.node}
+    weights: dict[str, TensorQuant] = {}
+    for p in plan.weights:
+        if p.initializer not in weights:
+            w = numpy_helper.to_array(inits[p.initializer])
+            axis = p.axis if scheme.per_channel and p.axis != -1 else None
+            weights[p.initializer] = TensorQuant.symmetric_for(w, axis, scheme.weight_dtype)
+    check_params(scheme, {**{a.tensor: acts[a.tensor] for a in plan.activations}, **weights}, set(inits))
     zp = "edgec_zero_point_int8"
     g.initializer.append(numpy_helper.from_array(np.array(0, np.int8), zp))
     new_nodes: dict[str, list[onnx.NodeProto]] = defaultdict(list)  # inserted before the named node
     quantized: dict[str, str] = {}
     for p in plan.weights:
-        w = numpy_helper.to_array(inits[p.initializer]).astype(np.float32)
-        scale = weight_scales(w, p.axis)
         base = p.initializer
         if base not in quantized:
+            tq = weights[base]
+            w = numpy_helper.to_array(inits[base])
             q, s = f"{base}_int8", f"{base}_scale"
             g.initializer.extend(
-                [
-                    numpy_helper.from_array(quantize_weight(w, scale, p.axis), q),
-                    numpy_helper.from_array(scale, s),
-                ]
+                [numpy_helper.from_array(tq.quantize(w), q), numpy_helper.from_array(tq.scale, s)]
             )
             zname = zp
-            if scale.ndim:
+            if tq.axis is not None:
                 zname = f"{base}_zero_point"
-                g.initializer.append(numpy_helper.from_array(np.zeros(scale.shape, np.int8), zname))
-            attrs: dict[str, Any] = {"axis": p.axis} if scale.ndim else {}
+                g.initializer.append(numpy_helper.from_array(tq.zero_point.astype(np.int8), zname))
+            attrs: dict[str, Any] = {"axis": tq.axis} if tq.axis is not None else {}
             dq = helper.make_node(
                 "DequantizeLinear", [q, s, zname], [f"{base}_dq"], f"{base}_DequantizeLinear", **attrs
             )
@@ -259,7 +174,7 @@ def write_qdq(model: onnx.ModelProto, plan: Placement, act_scales: Mapping[str, 
     for a in plan.activations:
         s = f"{a.tensor}_scale"
         if a.tensor not in q_out:
-            g.initializer.append(numpy_helper.from_array(np.asarray(act_scales[a.tensor], np.float32), s))
+            g.initializer.append(numpy_helper.from_array(acts[a.tensor].scale, s))
             q = helper.make_node(
                 "QuantizeLinear", [a.tensor, s, zp], [f"{a.tensor}_q"], f"{a.tensor}_QuantizeLinear"
             )

@@ -54,6 +54,7 @@ from edgec.onnxlib.export import (
     export_onnx,
     export_program,
 )
+from edgec.onnxlib.feeds import Feeds
 from edgec.onnxlib.params import TensorQuant, layer_tensors, resolve_params
 from edgec.onnxlib.qdq import (
     PRESETS,
@@ -63,6 +64,7 @@ from edgec.onnxlib.qdq import (
     QdqScheme,
     QdqStats,
     calibrate,
+    check_params,
     preprocess,
     quantize_ptq,
     write_qdq,
@@ -76,12 +78,14 @@ __all__ = [
     "U8S8",
     "U8S8_ATTENTION",
     "ExportInfo",
+    "Feeds",
     "OnnxExportError",
     "QdqScheme",
     "QdqStats",
     "TensorQuant",
     "TensorSpec",
     "calibrate",
+    "check_params",
     "export_onnx",
     "export_program",
     "layer_tensors",

@@ -79,6 +79,19 @@ class TensorQuant:
             zp = round(qmin - lo / scale)
         return cls.per_tensor(scale, zp, dtype)
 
+    @classmethod
+    def symmetric_for(cls, w: np.ndarray, axis: int | None, dtype: QType = "int8") -> TensorQuant:
+        """Symmetric scales covering the constant ``w`` (``max |w| / qmax``, zero-point 0): per
+        channel along ``axis``, per tensor when ``axis`` is None; an all-zero channel gets scale 1."""
+        a = np.abs(np.asarray(w, dtype=np.float32))
+        qmax = QRANGE[dtype][1]
+        if axis is None:
+            bound = float(a.max()) if a.size else 0.0
+            return cls.per_tensor(bound / qmax if bound > 0 else 1.0, 0, dtype)
+        red = tuple(i for i in range(a.ndim) if i != axis % a.ndim)
+        bound = a.max(axis=red)
+        return cls.per_channel(np.where(bound > 0, bound / qmax, 1.0), axis=axis % a.ndim, dtype=dtype)
+
     @property
     def qrange(self) -> tuple[int, int]:
         return QRANGE[self.dtype]
@@ -90,16 +103,26 @@ class TensorQuant:
         hi = (qmax - self.zero_point) * self.scale
         return float(np.min(lo)), float(np.max(hi))
 
-    def fake_quantize(self, x: np.ndarray) -> np.ndarray:
-        """QuantizeLinear then DequantizeLinear in NumPy (the reference for tests)."""
-        x = np.asarray(x, dtype=np.float32)
-        shape = [1] * x.ndim
+    def _broadcast(self, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+        shape = [1] * ndim
         if self.axis is not None:
             shape[self.axis] = -1
         s = self.scale.reshape(shape) if self.scale.ndim else self.scale
         zp = self.zero_point.reshape(shape) if self.zero_point.ndim else self.zero_point
+        return s, zp
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """QuantizeLinear in NumPy: the integers of ``x``, in this tensor's dtype."""
+        x = np.asarray(x, dtype=np.float32)
+        s, zp = self._broadcast(x.ndim)
         qmin, qmax = self.qrange
         q = np.clip(np.round(x / s) + zp, qmin, qmax)  # np.round is round-half-to-even, as ONNX
+        return q.astype(np.uint8 if self.dtype == "uint8" else np.int8)
+
+    def fake_quantize(self, x: np.ndarray) -> np.ndarray:
+        """QuantizeLinear then DequantizeLinear in NumPy (the reference for tests)."""
+        q = self.quantize(x).astype(np.float32)
+        s, zp = self._broadcast(q.ndim)
         return ((q - zp) * s).astype(np.float32)
 
     def _ort_override(self) -> list[dict[str, Any]]:

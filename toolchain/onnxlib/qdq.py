@@ -223,9 +223,11 @@ def calibrate(
     *,
     scheme: QdqScheme = U8S8,
     method: str = "minmax",
+    op_types: Sequence[str] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Per-tensor activation ranges ``{tensor: (lo, hi)}`` measured by ORT's calibrator on ``batches``
-    (feed dicts ``{input name: array}``), for the tensors the scheme's ops quantize."""
+    (feed dicts ``{input name: array}``), for the inputs and outputs of the scheme's ops (or of
+    ``op_types``: a target that places Q/DQ itself names the ops it puts them before)."""
     from onnxruntime.quantization import CalibrationMethod, create_calibrator
 
     methods = {
@@ -239,7 +241,7 @@ def calibrate(
     with tempfile.TemporaryDirectory() as tmp, quiet(fds=False):  # a progress bar may be drawing
         calibrator = create_calibrator(
             Path(model_path),
-            list(scheme.op_types or _all_ort_ops()),
+            list(op_types or scheme.op_types or _all_ort_ops()),
             augmented_model_path=str(Path(tmp) / "augmented.onnx"),
             calibrate_method=methods[method],
             extra_options=_calibrator_options(method, scheme),
@@ -293,7 +295,7 @@ def write_qdq(
     ranges = dict(ranges or {})
     model = load_model_with_shape_infer(Path(model_path))
     initializers = {i.name for i in model.graph.initializer}
-    _check_params(scheme, params, initializers)
+    check_params(scheme, params, initializers)
     unknown = [n for n in params if n not in initializers and not _is_graph_tensor(model, n)]
     if unknown:
         raise UsageError(
@@ -366,8 +368,9 @@ def quantize_ptq(
     return stats
 
 
-def _check_params(scheme: QdqScheme, params: Mapping[str, TensorQuant], initializers: set[str]) -> None:
-    """Given scales must fit the scheme: its dtypes, and zero-point 0 where it is symmetric."""
+def check_params(scheme: QdqScheme, params: Mapping[str, TensorQuant], initializers: set[str]) -> None:
+    """Given scales must fit the scheme: its dtypes, and zero-point 0 where it is symmetric (a tensor
+    in ``initializers`` is a weight, any other an activation). Raises UsageError."""
     for name, tq in params.items():
         weight = name in initializers
         dtype = scheme.weight_dtype if weight else scheme.activation_dtype
