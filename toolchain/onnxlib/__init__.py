@@ -11,6 +11,7 @@ Export (:mod:`edgec.onnxlib.export`)::
     info.batch        # None: any batch (checked by running ORT at two batch sizes); else the one it takes
     info.outputs      # every output by name: "output", or dict keys, or output_0..k (edgec.program)
     info.to_dict()    # for the target's report section
+    export_program(program, path, opset=17, batch=1)  # TensorRT's opset, a fixed (DLA) batch
 
 Quantization (:mod:`edgec.onnxlib.qdq`): a :class:`QdqScheme` says how to quantize (activation
 dtype and symmetry, weight dtype, per-channel axis, int32 bias on/off, which ops). Presets:
