@@ -242,6 +242,11 @@ class SearchOptions(TrainingOptions, DataOptions):
     constraint: list[str] = option(
         [], "a bound on a metric, e.g. energy_uj<=0.5, bytes<=8000, accuracy>=0.9 (repeatable)"
     )
+    reference: list[str] = option(
+        [],
+        "a hand-picked recipe to measure beside the trials and mark in the report: RECIPE[;RECIPE...][@T] "
+        "(repeatable)",
+    )
     sampler: str = option(
         "nsga2",
         "nsga2 (the multi-objective front) | tpe (the accuracy-energy fitness)",

@@ -96,6 +96,19 @@ def search_cmd(
             out.print(table)
         else:
             out.print(f"no feasible trial on {name} (reasons in {result.path}/report.md)", highlight=False)
+    for ref in result.document.get("references") or []:
+        cells = []
+        for name in result.targets:
+            r = ref["targets"].get(name) or {}
+            if ref["state"] != "complete" or not r.get("feasible"):
+                cells.append(f"{name}: {r.get('reason') or ref.get('reason') or 'infeasible'}")
+                continue
+            better = ", ".join(map(str, ref["matched_by"].get(name, []))) or "none"
+            cells.append(
+                f"{name}: {_pct(r.get('accuracy'))}, {_uj(r.get('energy_uj'))} µJ "
+                f"(front trials at least as good: {better})"
+            )
+        out.print(f"reference {ref['label']}: " + "; ".join(cells), highlight=False, markup=False)
     timing = result.timing
     out.print(
         f"{len(result.trials)} trials -> {result.path}/search.json, report.md, report.html "

@@ -34,12 +34,52 @@ def front_table(doc: dict[str, Any], target: str) -> list[str]:
         "| trial | recipes | T | deployed accuracy % | energy / inference (µJ) | bytes | SOPs |",
         "|---|---|---|---|---|---|---|",
     ]
+    picked = {n for ref in doc.get("references") or [] for n in ref.get("same_as", [])}
     for t in front_rows(doc, target):
         r = t["targets"][target]
+        mark = " (a reference's recipe)" if t["number"] in picked else ""
         lines.append(
-            f"| {t['number']}{_same(t)} | `{' + '.join(t['recipes'])}` | {t['timesteps'] or '-'} "
+            f"| {t['number']}{_same(t)}{mark} | `{' + '.join(t['recipes'])}` | {t['timesteps'] or '-'} "
             f"| {_pct(r.get('accuracy'))} "
             f"| {_num(r.get('energy_uj'), '{:.4f}')} | {_num(r.get('bytes'))} | {_num(r.get('sops'))} |"
+        )
+    return lines
+
+
+def reference_table(doc: dict[str, Any]) -> list[str]:
+    """The hand-picked recipes of --reference, measured by the same trial code, against the fronts."""
+    refs = doc.get("references") or []
+    if not refs:
+        return []
+    targets = doc["search"]["targets"]
+    lines = [
+        "",
+        "## Hand-picked references",
+        "",
+        "Measured by the same trial code (same epochs, seed and data) after the trials; not sampled. "
+        "'same as': trials with these recipes and T; 'front at least as good': front trials with accuracy "
+        ">= and energy <= the reference's.",
+        "",
+        "| reference | T | "
+        + " | ".join(f"{t} accuracy % | {t} µJ | {t}: front at least as good" for t in targets)
+        + " | same as trials | note |",
+        "|---|---|" + "---|---|---|" * len(targets) + "---|---|",
+    ]
+    for ref in refs:
+        cells = []
+        notes = [ref["reason"]] if ref.get("reason") else []
+        for target in targets:
+            r = ref["targets"].get(target) or {}
+            if r and not r.get("feasible"):
+                notes.append(f"{target}: {r.get('reason')}")
+            matched = ref["matched_by"].get(target)
+            shown = "-" if matched is None else (", ".join(map(str, matched)) or "none")
+            cells += [_pct(r.get("accuracy")), _num(r.get("energy_uj"), "{:.4f}"), shown]
+        same = ", ".join(map(str, ref["same_as"])) or "-"
+        lines.append(
+            f"| `{ref['label']}` | {ref['timesteps'] or '-'} | "
+            + " | ".join(cells)
+            + f" | {same} | {'; '.join(notes)} |"
         )
     return lines
 
@@ -94,6 +134,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
                 }
             )
             lines.append(f"No feasible trial on {target}. Reasons: " + "; ".join(r for r in reasons if r))
+    lines += reference_table(doc)
     lines += [
         "",
         "## All trials",

@@ -10,6 +10,7 @@ Optuna study alone (the storage is the single source of truth):
   attempts, wall time, and per target: feasible, why-not reason and rows, accuracy (deployed),
   energy_uj (with its source and table), bytes, sops, artifact path;
 * ``front``: per target, the numbers of the non-dominated feasible complete trials (every one of them);
+* ``references``: the hand-picked recipes of ``--reference`` (:mod:`edgec.search.references`);
 * ``execution`` and ``timing``: executor, wall time, the driver's own time (sampler, storage,
   bookkeeping) and its share of the wall time.
 """
@@ -23,6 +24,7 @@ from typing import Any
 
 from edgec.search.member import SEARCH_JSON
 from edgec.search.objectives import pareto_front, values_for
+from edgec.search.references import describe_references, marks
 from edgec.search.trial import TRIALS_DIR, trial_dir, write_atomic
 
 SCHEMA_VERSION = 1
@@ -166,6 +168,13 @@ def build_document(
             for state in ("complete", "failed", "interrupted", "queued", "running")
         },
         "front": front,
+        "references": (
+            describe_references(
+                plan["references"], plan["reference_records"], trials, front, plan.get("timesteps")
+            )
+            if plan.get("reference_records")
+            else []
+        ),
         "trials": [t.to_dict() for t in trials],
     }
     return doc, trials, front
@@ -201,7 +210,7 @@ def finish(
     doc["trials"] = [t.to_dict() for t in trials]
     write_atomic(out / SEARCH_JSON, doc)
     (out / "report.md").write_text(render_markdown(doc))
-    (out / "report.html").write_text(render_html(doc))
+    (out / "report.html").write_text(render_html(doc, marks(doc)))
     return SearchResult(
         path=out,
         trials=trials,

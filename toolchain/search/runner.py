@@ -35,6 +35,7 @@ from edgec.config import SearchOptions
 from edgec.errors import UsageError
 from edgec.options import build, merge, takes
 from edgec.search.objectives import Constraint, fitness, parse_constraint, parse_objectives, values_for
+from edgec.search.references import parse_reference, run_references
 from edgec.search.result import SearchResult, TrialResult, finish, write_search_json
 from edgec.search.space import Space, load_space
 from edgec.search.trial import RESULT, TRIALS_DIR, trial_dir
@@ -110,6 +111,7 @@ def _plan(model: str, cfg: SearchOptions) -> dict[str, Any]:
             hint="drop it from --objectives or add a target with one (`edgec targets`)",
         )
     constraints = [parse_constraint(c) for c in cfg.constraint]
+    references = [parse_reference(r) for r in cfg.reference]
     program = load_program(model, arch=cfg.arch, trust_pickle=cfg.trust_pickle)
     space = load_space(cfg.space, program.kind)
     train = cfg.train_data or program.metadata.get("dataset")
@@ -130,6 +132,8 @@ def _plan(model: str, cfg: SearchOptions) -> dict[str, Any]:
         "space": space,
         "train": train,
         "sensitivity": sensitivity,
+        "references": references,
+        "timesteps": program.timesteps if program.kind == "snn" else None,
     }
 
 
@@ -295,6 +299,16 @@ def _spec(
         "params": params,
         "recipes": space.recipes_for(params),
         "timesteps": space.timesteps_for(params),
+        **_common_spec(cfg, plan),
+    }
+
+
+def _common_spec(cfg: SearchOptions, plan: dict[str, Any]) -> dict[str, Any]:
+    """What every trial (and every --reference) of the search shares."""
+    return {
+        "model": plan["model"],
+        "arch": cfg.arch,
+        "trust_pickle": cfg.trust_pickle,
         "train": plan["train"],
         "data": cfg.data,
         "limit": cfg.limit,
@@ -386,6 +400,16 @@ def _loop(
             _tell(study, t, record, cfg, plan)
         write_search_json(study, out, cfg, plan, executor.describe(), _timing(started, overhead, waited))
         overhead += time.perf_counter() - t0
+    if plan["references"]:  # hand-picked recipes, by the same trial code, after the trials
+        t1 = time.perf_counter()
+        try:
+            plan["reference_records"] = run_references(
+                executor, out, plan["references"], _common_spec(cfg, plan)
+            )
+        except KeyboardInterrupt:
+            write_search_json(study, out, cfg, plan, executor.describe(), _timing(started, overhead, waited))
+            raise
+        waited += time.perf_counter() - t1
     return finish(study, out, cfg, plan, executor.describe(), _timing(started, overhead, waited))
 
 
