@@ -190,3 +190,29 @@ def test_finetune_stops_on_a_nan_loss():
     with pytest.raises(TrainingDiverged, match="became nan"):
         finetune(prog, from_arrays(x, y), None, FinetuneOptions(epochs=1))
     assert issubclass(TrainingDiverged, ModelError)
+
+
+def test_compress_prints_pass_statistics_in_words():
+    """A pass's statistics were printed as a Python dict repr ({'pruning': {'layers': {...}}})."""
+    from edgec.cli.compress import pass_summary
+
+    stats = {
+        "pruning": {
+            "criterion": "svs",
+            "fraction": 0.5,
+            "layers": {"net.0": {"channels": 32, "kept": 16}, "net.2": {"channels": 64, "kept": 32}},
+            "not_prunable": {"net.9": "its output goes through output"},
+        },
+        "weight_bits": {"net.0": 8, "net.2": 4, "net.9": 8},
+        "parameters": {"before": 67392, "after": 17568},
+        "accuracy_before": 0.5,
+        "accuracy_after": 0.9,
+        "best_epoch": 3,
+    }
+    line = pass_summary({"stats": stats})
+    assert line.startswith("validation accuracy 50.00% -> 90.00% (best epoch 3); ")
+    assert "layers (net.0 32 -> 16, net.2 64 -> 32)" in line
+    assert "not prunable (net.9: its output goes through output)" in line
+    assert "weight bits: 4 (net.2), 8 (net.0, net.9)" in line
+    assert "parameters: 67,392 -> 17,568" in line
+    assert not any(c in line for c in "{}'")

@@ -197,4 +197,4 @@ def test_compress_prints_a_detectors_metric_and_layers_per_width() -> None:
         }
     )
     assert line.startswith("validation mAP@[.5:.95] 10.00% -> 32.00% (best epoch 1)")
-    assert "'4-bit layers': 37, '8-bit layers': 2" in line and "layer0" not in line
+    assert "weight bits: 37 layers at 4 bits, 2 layers at 8 bits" in line and "layer0" not in line

@@ -25,26 +25,71 @@ from edgec.config import CompileConfig
 _NOT_FOR_COMPRESS = ("target", "quantize", "calib", "calib_method", "calib_samples")
 
 
+def _fmt(value: Any) -> str:
+    """A pass statistic in words: numbers with separators, ``before -> after``, groups in parentheses."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        if set(value) == {"before", "after"}:
+            return f"{_fmt(value['before'])} -> {_fmt(value['after'])}"
+        if set(value) == {"channels", "kept"}:  # a pruned layer
+            return f"{_fmt(value['channels'])} -> {_fmt(value['kept'])}"
+        return ", ".join(_entry(str(k), v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def _entry(key: str, value: Any) -> str:
+    """``key (group)``, ``key: text`` or ``key 1,234``."""
+    key = key.replace("_", " ")
+    if _group(value):
+        return f"{key} ({_fmt(value)})"
+    return f"{key}: {value}" if isinstance(value, str) else f"{key} {_fmt(value)}"
+
+
+def _group(value: Any) -> bool:
+    """A nested dict shown in parentheses (a before / after pair reads without)."""
+    return isinstance(value, dict) and set(value) not in ({"before", "after"}, {"channels", "kept"})
+
+
+def _widths(layers: dict[str, Any]) -> str:
+    """Per-layer bit widths grouped by width: the names when few, a count per width when many."""
+    by: dict[Any, list[str]] = {}
+    for name, bits in layers.items():
+        by.setdefault(bits, []).append(name)
+    order = sorted(by, key=lambda b: (not isinstance(b, int), b if isinstance(b, int) else 0, str(b)))
+    if len(layers) > 8:
+        return ", ".join(f"{len(by[b])} layers at {b} bits" for b in order)
+    return ", ".join(f"{b} ({', '.join(by[b])})" for b in order)
+
+
 def pass_summary(p: dict[str, Any]) -> str:
-    """One line per pass of a report: a training pass's validation accuracy, else its stats."""
+    """A pass of a report in words: a training pass's validation metric, then its statistics."""
     metric = (p["stats"].get("finetune") or {}).get("metric", "accuracy")
     stats = {k: v for k, v in p["stats"].items() if k not in ("finetune", "quantized_training")}
-    for key in ("weight_bits", "activation_bits"):  # per-layer widths: layers per width on one line
-        if isinstance(stats.get(key), dict) and len(stats[key]) > 8:
-            widths = list(stats[key].values())
-            stats[key] = {f"{b}-bit layers": widths.count(b) for b in sorted(set(widths), key=str)}
-    if "accuracy_after" not in stats:
-        return str(stats)
+    parts: list[str] = []
+    if "accuracy_after" in stats:
 
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{v:.2%}"
+        def pct(v: float | None) -> str:
+            return "-" if v is None else f"{v:.2%}"
 
-    before, after, best = (
-        stats.pop("accuracy_before"),
-        stats.pop("accuracy_after"),
-        stats.pop("best_epoch", None),
-    )
-    return f"validation {metric} {pct(before)} -> {pct(after)} (best epoch {best}); {stats}"
+        before, after, best = (
+            stats.pop("accuracy_before"),
+            stats.pop("accuracy_after"),
+            stats.pop("best_epoch", None),
+        )
+        parts.append(f"validation {metric} {pct(before)} -> {pct(after)} (best epoch {best})")
+    for key, value in stats.items():
+        if key in ("weight_bits", "activation_bits") and isinstance(value, dict):
+            parts.append(f"{key.replace('_', ' ')}: {_widths(value)}")
+        else:
+            parts.append(f"{key.replace('_', ' ')}: {_fmt(value)}")
+    return "; ".join(parts) if parts else "done"
 
 
 @app.command("compress")
