@@ -92,6 +92,12 @@ def test_compress_a_users_snn_from_the_cli_then_compile_for_loihi_without_pickle
     assert report["after"]["parameters"] < report["before"]["parameters"]
     assert report["after"]["param_bytes"] < report["before"]["param_bytes"] / 4  # 4/8-bit and pruned
     assert report["accuracy"]["data"] == "builtin:digits:holdout"
+    # the energy report prices the recorded widths and says so (it said "32-bit weights" beside them)
+    done = cli_proc("report", "small", "-o", "small.md", env=env)
+    assert done.exit_code == 0, done.stderr
+    lines = (tmp_path / "small.md").read_text().splitlines()
+    memory = next(ln for ln in lines if "| parameter memory |" in ln)
+    assert "weights 4-bit in 1 layer, 8-bit in 2 layers, packed" in memory
     # a fresh process compiles the compressed directory: no --trust-pickle, no --arch
     done = cli_proc("compile", "small", "--target", "loihi", "-o", "art", env=env)
     assert done.exit_code == 0, done.stderr

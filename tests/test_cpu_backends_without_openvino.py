@@ -35,6 +35,8 @@ def test_without_openvino_the_cpu_target_runs_on_onnx_runtime(
     assert tr["backend"] == "onnxruntime" and tr["runtimes"]["openvino"] == "not installed"
     assert tr["backend_choice"]["how"].startswith("the only runtime installed (OpenVINO is not")
     assert set(rep["files"]) == {"model"}  # no IR
+    res = cli("compile", "zoo:digits-cnn", "-o", tmp_path / "a2")
+    assert res.exit_code == 0 and INSTALL in res.stdout  # rich markup ate "[openvino]" from this line
     res = cli("verify", tmp_path / "a", "--json")
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["metrics"]["runtime"]["backend"] == "onnxruntime"

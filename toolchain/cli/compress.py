@@ -137,7 +137,9 @@ def compress_cmd(
     b, a = rep["before"], rep["after"]
     out.print(f"compressed {rep['program']['name']} -> {result.path}", highlight=False)
     for p in rep["passes"]:
-        out.print(f"  pass {p['name']}: {pass_summary(p)} ({p['duration_s']} s)", highlight=False)
+        out.print(
+            f"  pass {p['name']}: {pass_summary(p)} ({p['duration_s']} s)", highlight=False, markup=False
+        )
     table = Table(title=f"before / after on {rep['accuracy']['data'] or '(no evaluation data)'}")
     for col in ("", "source", "compressed"):
         table.add_column(col, justify="right" if col else "left")

@@ -124,7 +124,7 @@ def demo_cmd(
         progress=progress,
     )
     for line in get_target("cpu").summary(art.report):
-        out.print(f"  {int8_dir}: {line}", highlight=False)
+        out.print(f"  {int8_dir}: {line}", highlight=False, markup=False)
     out.rule("2. verify both against the PyTorch model on the digits holdout")
     res = {}
     for label, d in (("FP32", fp32_dir), ("INT8", int8_dir)):
@@ -163,7 +163,7 @@ def _demo_loihi(output: Path, progress: RichProgress) -> None:
     out.print(f"  check zoo:digits-snn-mlp for loihi: {'ok' if not rows else f'{len(rows)} violations'}")
     art = api.compile("zoo:digits-snn-mlp", target="loihi", out=snn_dir, force=True, progress=progress)
     for line in get_target("loihi").summary(art.report):
-        out.print(f"  {line}", highlight=False)
+        out.print(f"  {line}", highlight=False, markup=False)
     files = ", ".join(f"{f['path']} ({f['bytes']:,} bytes)" for f in art.report["files"].values())
     out.print(f"  {snn_dir}: {files}", highlight=False)
     m = api.verify(snn_dir).metrics

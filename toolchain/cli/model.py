@@ -93,11 +93,13 @@ def compile_cmd(
     rep = artifact.report
     out.print(f"compiled {rep['program']['name']} for {rep['target']} -> {artifact.path}", highlight=False)
     for role, f in rep["files"].items():
-        out.print(f"  {role:14s} {f['path']} ({f['bytes']:,} bytes)", highlight=False)
+        out.print(f"  {role:14s} {f['path']} ({f['bytes']:,} bytes)", highlight=False, markup=False)
     for line in get_target(artifact.target).summary(rep):
-        out.print(f"  {line}", highlight=False)
+        out.print(f"  {line}", highlight=False, markup=False)
     for p in rep["passes"]:
-        out.print(f"  pass {p['name']}: {pass_summary(p)} ({p['duration_s']} s)", highlight=False)
+        out.print(
+            f"  pass {p['name']}: {pass_summary(p)} ({p['duration_s']} s)", highlight=False, markup=False
+        )
     for warning in rep.get("warnings", []):
         err.print(f"warning: {warning}", highlight=False)
 

@@ -122,12 +122,11 @@ def summary_rows(energy: dict[str, Any]) -> list[list[str]]:
             ["firing rate", pct(t["firing_rate"]), "measured"],
             ["neuron updates", exact_int(t["neuron_updates"]), "count (neurons x T)"],
         ]
-    wb = energy["bits"]["weight_bits"]
     rows += [
         ["parameters", f"{exact_int(t['params'])} ({si(t['params'])})", "count"],
         [
             "parameter memory",
-            f"{fmt_bytes(t['param_bytes'])} ({wb}-bit weights, packed)",
+            f"{fmt_bytes(t['param_bytes'])} ({weight_widths(energy)}, packed)",
             "count x bit width",
         ],
         [
@@ -275,3 +274,17 @@ def source_lines(energy: dict[str, Any], *, prices: bool = False) -> list[str]:
     out += [f"caveat: {c}" for c in table["caveats"]]
     out += [f"note: {n}" for n in energy.get("notes", [])]
     return out
+
+
+def weight_widths(energy: dict[str, Any]) -> str:
+    """The weights' storage widths: ``8-bit weights``, or per layer when a pass recorded its own
+    (``weights 4-bit in 3 layers, 8-bit in 2 layers``)."""
+    default = energy["bits"]["weight_bits"]
+    widths = [r.get("weight_bits") for r in energy.get("layers", []) if r.get("weight_params")]
+    counts: dict[int, int] = {}
+    for b in widths:
+        counts[b if b is not None else default] = counts.get(b if b is not None else default, 0) + 1
+    if len(counts) <= 1:
+        return f"{next(iter(counts), default)}-bit weights"
+    parts = [f"{b}-bit in {n} layer{'s' if n > 1 else ''}" for b, n in sorted(counts.items())]
+    return "weights " + ", ".join(parts)
