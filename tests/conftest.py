@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -116,6 +117,13 @@ def assert_files_hashed(artifact_dir: Path) -> dict[str, Any]:
 
 
 # ---- skips CI cannot take silently --------------------------------------------------------------
+def interruptible() -> None:
+    """``preexec_fn`` of a child a test sends Ctrl-C (SIGINT): a shell's background job (CI started
+    with ``&``) inherits SIGINT *ignored*, Python keeps an inherited SIG_IGN, and the child would
+    never see the signal; the child gets the default disposition back, as in a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def require_module(name: str, env: str, why: str) -> ModuleType:
     """Import ``name``; skip if it is missing, unless ``env`` is set: then fail (CI cannot skip it)."""
     try:

@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import interruptible
 
 import edgec
 from edgec.config import load_config
@@ -219,7 +220,7 @@ def test_ctrl_c_during_fine_tuning_leaves_nothing(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgec", "compress", "zoo:digits-snn-vgg", "-r", "qp-snn",
          "--train-data", "builtin:digits", "--epochs", "50", "-o", "out"],
-        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible,
     )  # fmt: skip
     time.sleep(20)  # loading, scoring and the first training steps
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import interruptible
 
 import edgec
 from edgec.data import open_dataset
@@ -239,7 +240,12 @@ def test_ctrl_c_stops_with_the_study_saved_and_the_search_resumes(tmp_path: Path
     cmd = [sys.executable, "-m", "edgec", "search", MODEL, *CLI, "--trials", "2", "-o", str(out)]
     cmd += ["--space", str(tmp_path / "space.toml")]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=interruptible,
     )
     try:
         _wait_for(lambda: (out / "trials" / "trial-0000" / "worker.pid").exists(), 300, "a worker")
