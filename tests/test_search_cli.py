@@ -3,8 +3,13 @@ only; a pipe or a log file gets one plain line per trial, --json nothing but the
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
+
+import pytest
+from rich.console import Console
 
 MODEL = "zoo:digits-snn-mlp"
 SPACE = '[space]\nrecipes = ["qp-snn:bits={bits},prune=0"]\n[space.params]\nbits = [4, 8]\n'
@@ -40,3 +45,21 @@ def test_json_output_is_the_document_alone(cli, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["kind"] == "search"
     assert "trial " not in r.stderr and "finished trials" not in r.stderr
+
+
+def test_a_terminal_gets_a_live_table_of_finished_trials(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=160, color_system=None)
+    monkeypatch.setattr(sys.modules["edgec.cli.search"], "err", terminal)
+    r = run(cli, tmp_path)
+    assert r.exit_code == 0, r.stderr
+    shown = screen.getvalue()
+    assert "edgec search: finished trials" in shown and "2 finished" in shown
+    doc = json.loads((tmp_path / "out" / "search.json").read_text())
+    for t in doc["trials"]:  # every finished trial is a row with its recipe and deployed accuracy
+        row = next(ln for ln in shown.splitlines() if f"│ {t['recipes'][0]}" in ln and "complete" in ln)
+        assert f"{t['targets']['loihi']['accuracy']:.2%}" in row
+    assert not any(ln.startswith("trial ") for ln in shown.splitlines())  # the table, not the lines
+    assert "Pareto front on loihi" in r.stdout  # the result itself is unchanged

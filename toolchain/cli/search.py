@@ -30,6 +30,37 @@ def _uj(v: Any) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
+#: rows of the live table (the latest; the count of all is in its caption)
+LIVE_ROWS = 30
+
+
+def _trials_table(trials: list[Any], targets: list[str]) -> Table:
+    """The live table of finished trials (a terminal only): the latest :data:`LIVE_ROWS`."""
+    table = Table(
+        title="edgec search: finished trials",
+        caption=f"{len(trials)} finished"
+        + (f", latest {LIVE_ROWS} shown" if len(trials) > LIVE_ROWS else ""),
+    )
+    for col in ("trial", "recipes", "T", "state"):
+        table.add_column(col, justify="left" if col in ("recipes", "state") else "right")
+    for name in targets:
+        table.add_column(f"{name} accuracy", justify="right")
+        table.add_column(f"{name} µJ", justify="right")
+    for t in trials[-LIVE_ROWS:]:
+        cells = []
+        for name in targets:
+            row = t.targets.get(name) or {}
+            if t.state == "complete" and not row.get("feasible"):
+                cells += ["infeasible", "-"]
+            else:
+                cells += [_pct(row.get("accuracy")), _uj(row.get("energy_uj"))]
+        state = t.state + (f" ({t.reason})" if t.reason else "")
+        if t.reused_from is not None:
+            state += f" (= trial {t.reused_from})"
+        table.add_row(str(t.number), " + ".join(t.recipes), str(t.timesteps or "-"), state, *cells)
+    return table
+
+
 @app.command("search")
 @handle_errors
 @with_options(SearchOptions)
@@ -73,7 +104,19 @@ def search_cmd(
         )
 
     with json_stdout(as_json):
-        result = search(model, out=output, config=cfg, on_trial=None if as_json else live)
+        if not as_json and err.is_terminal:  # a live table of the finished trials, redrawn in place
+            from rich.live import Live
+
+            finished: list[Any] = []
+            with Live(_trials_table(finished, targets), console=err, refresh_per_second=4) as board:
+
+                def redraw(t: Any) -> None:
+                    finished.append(t)
+                    board.update(_trials_table(finished, targets))
+
+                result = search(model, out=output, config=cfg, on_trial=redraw)
+        else:  # a pipe, a log file, --json: one plain line per finished trial (or nothing)
+            result = search(model, out=output, config=cfg, on_trial=None if as_json else live)
     if as_json:
         emit_json(result.document)
         return
