@@ -172,3 +172,17 @@ def test_a_trial_with_wide_2_keeps_the_two_most_sensitive_groups_at_8_bits(tmp_p
         "net.9": 8,
     }
     assert "Layer groups by quantization sensitivity" in (out / "report.md").read_text()
+    # the same OUT again: ranked again to the same order, so the study resumes (nothing to run)
+    again = edgec.search(
+        VGG,
+        target="loihi",
+        train_data="builtin:digits",
+        space=str(space_file(tmp_path, "[2]")),
+        trials=1,
+        population=2,
+        epochs=0,
+        limit=16,
+        seed=0,
+        out=out,
+    )
+    assert [t.recipes for t in again.trials] == [trial.recipes]

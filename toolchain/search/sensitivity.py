@@ -99,22 +99,27 @@ def rank_groups(
     import torch
     from torch.nn import functional as F
 
-    from edgec.finetune import _Runner, resolve_device
-    from edgec.passes.training import copy_program
+    from edgec.finetune import resolve_device
+    from edgec.passes.training import copy_program, model_input
 
     started = time.perf_counter()
     torch.manual_seed(seed)
     prog = copy_program(program)
     dev = resolve_device(device)
     module = prog.module.to(dev).eval()
-    runner = _Runner(prog, module, dev)
     names = compressible_groups(module)
     x = x[:SAMPLES]
-    batches = [torch.from_numpy(x[i : i + batch_size]).to(dev) for i in range(0, len(x), batch_size)]
+    # encoded once (an SNN's spike trains over its T steps), reused for every group
+    batches = [
+        model_input(prog, torch.from_numpy(x[i : i + batch_size])).to(dev)
+        for i in range(0, len(x), batch_size)
+    ]
 
     def log_probs() -> list[Any]:
         with torch.no_grad():
-            return [F.log_softmax(runner(module, xb)[2].float(), dim=1) for xb in batches]
+            outs = [module(b) for b in batches]
+            logits = [o.sum(0) if prog.kind == "snn" else o for o in outs]  # spike counts over time
+            return [F.log_softmax(z.float(), dim=1) for z in logits]
 
     reference = log_probs()
     groups: list[dict[str, Any]] = []
