@@ -81,6 +81,24 @@ def test_state_dict_with_a_factory_compiles_to_loihi_and_verifies(case, cli, tmp
     assert m["accuracy_artifact"] >= m["accuracy_source"] - 0.01
 
 
+@pytest.mark.parametrize("case", ["snntorch", "norse", "spikingjelly", "sinabs"])
+def test_state_dict_with_a_factory_compiles_for_the_cpu_and_verifies(case, cli, tmp_path):
+    """The same read networks on the CPU target (ONNX, the encoder and time loop in the graph)."""
+    package, factory, _ = CASES[case]
+    _need(package)
+    sd = tmp_path / "weights.pt"
+    torch.save(factory().state_dict(), sd)
+    out = tmp_path / "out"
+    res = cli("compile", sd, "--arch", f"framework_models:{factory.__name__}", "--target", "cpu", "-o", out)
+    assert res.exit_code == 0, res.stderr
+    res = cli("verify", out, "--data", "builtin:digits", "--limit", "64", "--json")
+    assert res.exit_code == 0, res.stderr
+    m = json.loads(res.stdout)["metrics"]
+    assert m["samples"] == 64
+    assert m["outputs_identical"] >= 0.98, m
+    assert m["accuracy_artifact"] == pytest.approx(m["accuracy_source"], abs=0.02)
+
+
 def test_snntorch_reset_by_subtraction_is_a_why_not_row(cli, tmp_path):
     _need("snntorch")
     with pytest.raises(ConstraintViolation) as err:

@@ -254,6 +254,22 @@ def test_verify_rebuilds_the_nir_source(nir_artifact, cli):
     assert m["top1_agreement"] >= 0.98
 
 
+def test_nir_graph_compiles_for_the_cpu_and_computes_the_nir_equations(tmp_path):
+    """The other road off a NIR graph: --target cpu (ONNX, the time loop unrolled, rate encoder in
+    front). Inputs of 0 / 1 rate-code to themselves at every step, so the artifact's output spikes
+    must be the float simulation of the NIR equations on those spikes, every one."""
+    graph = conv_dense_graph()
+    nir.write(str(tmp_path / "net.nir"), graph)
+    art = edgec.compile(str(tmp_path / "net.nir"), target="cpu", out=str(tmp_path / "cpu"))
+    x = (np.random.default_rng(3).random((32, 1, 8, 8)) < 0.4).astype(np.float32)
+    out = edgec.run(art, x)["output"]
+    assert out.shape == (32, 12, 10)
+    ref = simulate_graph(graph, np.repeat(x[None], 12, axis=0))  # [T, N, 10]
+    assert ref.sum() > 100  # the network is driven
+    np.testing.assert_array_equal(out.transpose(1, 0, 2), ref)
+    assert edgec.verify(art).metrics["outputs_identical"] == 1.0
+
+
 @pytest.mark.slow
 @pytest.mark.lava
 def test_nir_graph_on_loihi_emulator_equals_real_lava_spike_for_spike(nir_artifact):
