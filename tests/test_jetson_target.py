@@ -377,3 +377,26 @@ def test_engine_is_recorded_in_the_artifact(digits_jetson_int8, tmp_path):
     assert eng["built"] and eng["max_batch"] == 16 and eng["fixed_batch"] is None
     assert eng["settings"]["network_flags"] == ["STRONGLY_TYPED"]
     assert "model.plan" in (art_dir / "report.md").read_text()
+
+
+def test_int4_weights_of_a_small_transformer_name_the_block_that_fits(cli, tmp_path):
+    """The digits ViT's projections have K = 32 / 64 rows, not whole 128-row blocks: the error said
+    "found no MatMul with a constant weight" (there are eight) and gave no way out."""
+    out = tmp_path / "v4"
+    res = cli("compile", "zoo:digits-vit", "--target", "jetson", "--quantize", "int4-weights", "-o", out)
+    assert res.exit_code == 2
+    assert "none of the 8 constant MatMul weights" in res.stderr and "(K = 32, 64)" in res.stderr
+    assert "--target-option int4_block=32" in res.stderr
+    assert not out.exists()
+    res = cli(
+        "compile", "zoo:digits-vit", "--target", "jetson", "--quantize", "int4-weights",
+        "--target-option", "int4_block=32", "-o", out,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert ".tmp" not in report["target_report"]["engine"]["how"]  # named the writer's temporary folder
+    model = onnx.load(str(out / "model.onnx"))
+    blocks = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert len(blocks) == 8 and all(a.i == 32 for n in blocks for a in n.attribute if a.name == "block_size")
+    m = edgec.verify(out, data="builtin:digits").metrics
+    assert m["top1_agreement"] >= 0.98

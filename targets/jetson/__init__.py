@@ -153,7 +153,8 @@ class JetsonTarget(Target):
             on_dla, on_gpu = dla_layers(model)
             report["dla"] = {"layers_on_dla": len(on_dla), "gpu_fallback_layers": on_gpu}
         report["options"] = {k: v for k, v in opts.items() if v is not None}
-        report["engine"] = {"built": False, "how": f"on the device: edgec build-engine {out_dir.name}"}
+        # out_dir is the writer's temporary directory here, renamed when compile succeeds: no name
+        report["engine"] = {"built": False, "how": "on the device: edgec build-engine ARTIFACT_DIR"}
         report["verified_here"] = "graph rules and ONNX Runtime (CPU) numerics; the engine needs the device"
         return Lowered(files={"model": MODEL_FILE}, report=report)
 

@@ -213,6 +213,7 @@ def _int4(model: onnx.ModelProto, block: int) -> tuple[onnx.ModelProto, dict[str
     inits = {i.name: i for i in g.initializer}
     done: dict[str, str] = {}
     skipped: list[str] = []
+    skipped_k: set[int] = set()  # reduction sizes of constant weights left out: not whole blocks
     new_nodes: list[onnx.NodeProto] = []
     for node in g.node:
         if node.op_type != "MatMul" or node.input[1] not in inits:
@@ -221,6 +222,8 @@ def _int4(model: onnx.ModelProto, block: int) -> tuple[onnx.ModelProto, dict[str
         k = w.shape[0] if w.ndim == 2 else 0
         if w.ndim != 2 or k % block or w.shape[1] % 2:
             skipped.append(node.name or node.output[0])  # TensorRT: even last dim, whole blocks
+            if w.ndim == 2:
+                skipped_k.add(int(w.shape[0]))
             continue
         name = node.input[1]
         if name not in done:
@@ -243,6 +246,13 @@ def _int4(model: onnx.ModelProto, block: int) -> tuple[onnx.ModelProto, dict[str
             new_nodes.append(dq)
             done[name] = dq.output[0]
         node.input[1] = done[name]
+    if not done and skipped_k:
+        fits = max(b for b in (2, 4, 8, 16, 32, 64, 128) if all(k % b == 0 for k in skipped_k))
+        raise UsageError(
+            f"--quantize int4-weights: none of the {len(skipped)} constant MatMul weights has a "
+            f"reduction size (K = {', '.join(map(str, sorted(skipped_k)))}) of whole {block}-row blocks",
+            hint=f"use a smaller block: --target-option int4_block={fits}",
+        )
     if not done:
         raise UsageError(
             "--quantize int4-weights found no MatMul with a constant weight to quantize",
