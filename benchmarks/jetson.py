@@ -63,14 +63,15 @@ def one_case(
     out = work / f"{model.split(':')[-1]}-{precision}"
     started = time.perf_counter()
     try:
-        cfg = edgec.CompileConfig(
+        art = edgec.compile(
+            model,
             target="jetson",
             quantize=precision,
             calib=DATA,
             calib_samples=args.calib_samples,
-            target_options={"jetson": dict(options)},
+            target_options=options,
+            out=out,
         )
-        art = edgec.compile(model, config=cfg, out=out)
     except EdgecError as exc:
         row["refused"] = str(exc).splitlines()[0]
         return row

@@ -400,3 +400,15 @@ def test_int4_weights_of_a_small_transformer_name_the_block_that_fits(cli, tmp_p
     assert len(blocks) == 8 and all(a.i == 32 for n in blocks for a in n.attribute if a.name == "block_size")
     m = edgec.verify(out, data="builtin:digits").metrics
     assert m["top1_agreement"] >= 0.98
+
+
+def test_target_options_are_a_keyword_of_the_api_too(tmp_path):
+    """--target-option int4_block=32 had no Python keyword (``target_options=`` was "unknown option")."""
+    art = edgec.compile(
+        "zoo:digits-vit", target="jetson", quantize="int4-weights", target_options={"int4_block": 32},
+        out=tmp_path / "a",
+    )  # fmt: skip
+    assert art.report["target_report"]["options"]["int4_block"] == 32
+    with pytest.raises(UsageError, match="int4_blok"):
+        edgec.compile("zoo:digits-vit", target="jetson", target_options={"int4_blok": 32}, out=tmp_path / "b")
+    assert not (tmp_path / "b").exists()

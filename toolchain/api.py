@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 import time
@@ -43,10 +44,22 @@ log = logging.getLogger(__name__)
 
 
 def _config(config: CompileConfig | None, options: dict[str, Any]) -> CompileConfig:
-    """``config`` (or defaults + edgec.toml) with the keyword options applied, each one checked."""
-    if config is None:
-        return build(CompileConfig, options)
-    return merge(config, options)
+    """``config`` (or defaults + edgec.toml) with the keyword options applied, each one checked.
+
+    ``target_options={...}`` is the keyword of ``--target-option NAME=VALUE``: options of the chosen
+    target, over those of ``[target.NAME]`` in edgec.toml; the target checks names and values."""
+    options = dict(options)
+    target_opts = options.pop("target_options", None)
+    cfg = build(CompileConfig, options) if config is None else merge(config, options)
+    if target_opts:
+        if not isinstance(target_opts, dict):
+            raise UsageError(
+                f"target_options must be a dict of the target's options, got {type(target_opts).__name__}",
+                hint="e.g. target_options={'int4_block': 32}; `edgec targets` lists each target's options",
+            )
+        merged = {**cfg.target_options.get(cfg.target, {}), **target_opts}
+        cfg = dataclasses.replace(cfg, target_options={**cfg.target_options, cfg.target: merged})
+    return cfg
 
 
 def _prepare(model: Any, cfg: CompileConfig) -> tuple[Target, Program, CompileConfig]:
