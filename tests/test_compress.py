@@ -296,3 +296,33 @@ def test_a_qat_model_keeps_its_learned_grid_in_the_cpu_int8_graph(tmp_path):
     ]
     assert sorted(int(abs(w).max()) for w in weights) == [7, 7, 127, 127]  # two 4-bit, first / last 8-bit
     assert edgec.verify(art).metrics["top1_agreement"] >= 0.99
+
+
+def test_a_qat_model_keeps_its_learned_grid_in_the_jetson_int8_graph(tmp_path):
+    """The same on TensorRT's explicit-quantization graph: the weights' int8 values are the learned
+    levels (|k| <= 7 for the 4-bit layers), not max|w| / 127 re-quantized values (before, only learned
+    activation scales reached the Jetson graph), and the graph still passes TensorRT's rules."""
+    import onnx
+    from onnx import numpy_helper
+
+    edgec.compress(
+        "zoo:digits-cnn",
+        passes=["uniform-quant:bits=4"],
+        train="builtin:digits",
+        epochs=1,
+        out=tmp_path / "q",
+    )
+    art = edgec.compile(
+        tmp_path / "q", target="jetson", quantize="int8", calib="builtin:digits", out=tmp_path / "j"
+    )
+    q = art.report["target_report"]["quantization"]
+    assert set(q["learned_weights"]) == {"features.0", "features.3", "classifier.1", "classifier.3"}
+    assert all(v.startswith("learned") for v in q["learned_weights"].values())
+    weights = [
+        numpy_helper.to_array(i)
+        for i in onnx.load(str(tmp_path / "j" / "model.onnx")).graph.initializer
+        if i.data_type == onnx.TensorProto.INT8 and len(i.dims) >= 2
+    ]
+    assert sorted(int(abs(w).max()) for w in weights) == [7, 7, 127, 127]
+    assert art.report["target_report"]["rules"].endswith("passed")
+    assert edgec.verify(art).metrics["top1_agreement"] >= 0.99

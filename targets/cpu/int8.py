@@ -97,7 +97,7 @@ def quantize(
         learned: dict[str, Any] = {}
         learned_account: dict[str, Any] = {}
         if program is not None:
-            from edgec.targets.cpu.learned import learned_weight_params
+            from edgec.onnxlib.learned import learned_weight_params
 
             learned, learned_account = learned_weight_params(pre, program)
         x = np.stack(feeds.kept)

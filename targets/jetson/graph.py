@@ -183,13 +183,17 @@ def _int8(
         if feeds.count == 0:
             raise DataError("no calibration samples were read", hint="check --calib")
         acts, source, used = act_quant(ranges, plan.tensors), f"calibrated ({method})", feeds.count
-    counts = write_qdq(model, plan, acts, S8S8)
+    from edgec.onnxlib.learned import learned_weight_params
+
+    learned, account = learned_weight_params(fp32, program)  # a QAT pass's grids, kept as they are
+    counts = write_qdq(model, plan, acts, S8S8, learned=learned)
     return {
         "scheme": f"{S8S8.summary()}; explicit Q/DQ where TensorRT fuses them: weighted ops' inputs, "
         "residual Adds fed by their Conv directly",
         "scheme_name": S8S8.name,
         "activation_scales": source,
         "calibration_samples": used,
+        **({"learned_weights": account} if account else {}),
         **counts,
     }
 

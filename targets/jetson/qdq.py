@@ -128,10 +128,16 @@ def act_quant(ranges: Mapping[str, tuple[float, float]], tensors: list[str]) -> 
 
 
 def write_qdq(
-    model: onnx.ModelProto, plan: Placement, acts: Mapping[str, TensorQuant], scheme: QdqScheme = S8S8
+    model: onnx.ModelProto,
+    plan: Placement,
+    acts: Mapping[str, TensorQuant],
+    scheme: QdqScheme = S8S8,
+    learned: Mapping[str, TensorQuant] | None = None,
 ) -> dict[str, Any]:
     """Insert the Q/DQ of ``plan`` into ``model`` in place, activations quantized as ``acts`` and
-    weights symmetric per channel in the scheme's dtype; returns counts for the report."""
+    weights symmetric per channel in the scheme's dtype: a weight in ``learned`` (a compression pass's
+    grid, :func:`edgec.onnxlib.learned.learned_weight_params`) keeps its scales when they are on the
+    placement's channel axis, the others get ``max|w_c| / 127``; returns counts for the report."""
     from onnx import helper, numpy_helper
 
     if not (scheme.activation_symmetric and scheme.weight_symmetric) or scheme.quantize_bias:
@@ -144,7 +150,11 @@ def write_qdq(
         if p.initializer not in weights:
             w = numpy_helper.to_array(inits[p.initializer])
             axis = p.axis if scheme.per_channel and p.axis != -1 else None
-            weights[p.initializer] = TensorQuant.symmetric_for(w, axis, scheme.weight_dtype)
+            kept = (learned or {}).get(p.initializer)
+            if kept is not None and kept.axis == axis:
+                weights[p.initializer] = kept
+            else:
+                weights[p.initializer] = TensorQuant.symmetric_for(w, axis, scheme.weight_dtype)
     check_params(scheme, {**{a.tensor: acts[a.tensor] for a in plan.activations}, **weights}, set(inits))
     zp = "edgec_zero_point_int8"
     g.initializer.append(numpy_helper.from_array(np.array(0, np.int8), zp))
