@@ -216,3 +216,18 @@ def test_compress_prints_pass_statistics_in_words():
     assert "weight bits: 4 (net.2), 8 (net.0, net.9)" in line
     assert "parameters: 67,392 -> 17,568" in line
     assert not any(c in line for c in "{}'")
+
+
+def test_rescaw_gradient_is_clipped_at_the_clamp_or_straight_through_as_asked():
+    """ReScaW's clamp at +-mean|W|: the clipped estimator gives a clamped weight no gradient, the
+    straight one passes the upstream gradient to every weight; the forward values are the same."""
+    w = torch.tensor([[0.1, -0.2, 2.0, -3.0]])  # mean |W| = 1.325: the last two are clamped
+    out = {}
+    for clip in (True, False):
+        x = w.clone().requires_grad_(True)
+        y = ReScaW(4, clip_gradient=clip)(x)
+        y.backward(torch.ones_like(y))
+        out[clip] = (y.detach(), x.grad)
+    torch.testing.assert_close(out[True][0], out[False][0])
+    assert out[True][1].tolist() == [[1.0, 1.0, 0.0, 0.0]]
+    assert out[False][1].tolist() == [[1.0, 1.0, 1.0, 1.0]]

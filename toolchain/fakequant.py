@@ -92,12 +92,15 @@ class ReScaW(WeightQuantizer):
     times ``gamma/s``, so the grid has no zero (:attr:`LayerQuant.odd_levels`).
     """
 
-    def __init__(self, bits: int, *, per_channel: bool = True) -> None:
+    def __init__(self, bits: int, *, per_channel: bool = True, clip_gradient: bool = True) -> None:
         super().__init__()
         if not 1 <= bits <= 8:
             raise ValueError(f"ReScaW takes 1..8 bits, got {bits}")
         self.bits = bits
         self.per_channel = per_channel
+        # True: the clamp stops gradients outside [-gamma, gamma] (a clipped STE); False: the whole
+        # quantizer is straight-through on W / gamma, so a clipped weight keeps learning
+        self.clip_gradient = clip_gradient
         self.s = (1 << bits) - 1
 
     def gamma(self, w: torch.Tensor) -> torch.Tensor:
@@ -106,7 +109,10 @@ class ReScaW(WeightQuantizer):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         g = _per_channel(self.gamma(w), w) if self.per_channel else self.gamma(w)
-        wt = torch.clamp(w / g, -1.0, 1.0)
+        x = w / g
+        wt = torch.clamp(x, -1.0, 1.0)
+        if not self.clip_gradient:
+            wt = x + (wt - x).detach()
         return g * (2.0 / self.s * ste_round(self.s / 2.0 * (wt + 1.0)) - 1.0)
 
     def record(self, weight: torch.Tensor) -> LayerQuant:

@@ -56,6 +56,11 @@ class QPSNN(TrainingPass):
         "rescaw (the paper's) | uniform (max-abs scale, for the ablation)",
         choices=("rescaw", "uniform"),
     )
+    gradient: str = option(
+        "clipped",
+        "ReScaW's gradient: clipped (zero outside the clamp at ±mean|W|) | straight (through the clamp too)",
+        choices=("clipped", "straight"),
+    )
     prune_at: float = option(0.5, "share of the epochs trained quantized before pruning (0: prune first)")
     layers: str = option("", "per-layer widths, e.g. net.3:6+Linear:8 (0 or skip: leave uncompressed)")
     epochs: int | None = option(None, "fine-tuning epochs (default: the command's --epochs)")
@@ -68,6 +73,8 @@ class QPSNN(TrainingPass):
         check_fraction("prune_at", self.prune_at)
         if self.quantizer not in ("rescaw", "uniform"):
             raise UsageError(f"unknown quantizer '{self.quantizer}'", hint="choose rescaw or uniform")
+        if self.gradient not in ("clipped", "straight"):
+            raise UsageError(f"unknown gradient '{self.gradient}'", hint="choose clipped or straight")
         if self.criterion not in CRITERIA:
             raise UsageError(
                 f"unknown criterion '{self.criterion}'", hint=f"choose one of: {', '.join(CRITERIA)}"
@@ -83,7 +90,7 @@ class QPSNN(TrainingPass):
         def rescaw(bits: int) -> WeightQuantizer:
             if self.quantizer == "uniform":
                 return UniformWeight(max(bits, 2), per_channel=self.per_channel)
-            return ReScaW(bits, per_channel=self.per_channel)
+            return ReScaW(bits, per_channel=self.per_channel, clip_gradient=self.gradient == "clipped")
 
         attach_weight_quantizers(prog.module, plan, rescaw)
         options = self.finetune_options(ctx)
