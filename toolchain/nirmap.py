@@ -62,8 +62,10 @@ class NeuronMapping:
             row[key] = d
             row[f"{key}_loihi_12bit"] = q
             row[f"{key}_loihi_error"] = abs(q / DECAY_UNITY - d)
-            # Euler's (1 - dt/tau) against the exact exp(-dt/tau) of the continuous equation
-            row[f"{key}_euler_vs_exact"] = abs((1.0 - d) - math.exp(-d)) if d > 0 else 0.0
+            # Euler's (1 - dt/tau) against the exact exp(-dt/tau) of the continuous equation; a
+            # Threshold has no equation in time (its dv = 1 is "no memory", exact by construction)
+            ode = d > 0 and self.nir_type != "Threshold"
+            row[f"{key}_euler_vs_exact"] = abs((1.0 - d) - math.exp(-d)) if ode else 0.0
         if self.notes:
             row["notes"] = self.notes
         return row
@@ -257,7 +259,9 @@ class NetBuilder:
         if g_cur is not None:
             g = g * g_cur
         spiking = not isinstance(node, (nir.LI, nir.I))
-        thr = per_feature(node.v_threshold, self.shape, conv, name, "v_threshold") if spiking else None
+        # nir.Threshold names its level `threshold`; the spiking neurons name it `v_threshold`
+        what = "threshold" if isinstance(node, nir.Threshold) else "v_threshold"
+        thr = per_feature(getattr(node, what), self.shape, conv, name, what) if spiking else None
         if spiking and not isinstance(node, nir.Threshold) and np.any(as_array(node.v_reset)):
             self.rows.append(
                 Violation(
