@@ -285,6 +285,9 @@ def test_conv1d_runs_on_the_cpu_and_loihi_says_why_not(tmp_path):
         edgec.compile(str(tmp_path / "g.nir"), target="loihi", out=str(tmp_path / "loihi"))
     rows = {v.rule: v for v in err.value.violations}
     assert rows["unsupported-layer"].detail == "Conv1d" and "conv (2-D)" in rows["unsupported-layer"].hint
+    # the IF after it has no synapse Loihi takes: its row says so (it used to say "on the input / after
+    # a flatten", neither of which is the case here)
+    assert "after a layer Loihi refuses" in rows["neuron-without-synapse"].detail
     assert err.value.exit_code == 4 and not (tmp_path / "loihi").exists()
 
 

@@ -382,7 +382,12 @@ def _blocks(
         elif role == "neuron":
             assert isinstance(mod, CubaLIF)
             if pending is None:
-                w.add(label, "neuron-without-synapse", "a neuron layer on the input / after a flatten")
+                w.add(
+                    label,
+                    "neuron-without-synapse",
+                    "no dense / conv (2-D) synapse before this neuron layer (on the input, after a flatten "
+                    "or after a layer Loihi refuses)",
+                )
                 continue
             _attach_neuron(pending, label, mod, w)
             layers.append(pending)
