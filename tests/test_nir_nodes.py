@@ -210,6 +210,27 @@ def test_scale_after_a_synapse_is_folded_into_its_rows(tmp_path):
     check_everywhere(graph, (12,), tmp_path)
 
 
+def test_the_reported_input_scale_includes_a_scale_node_folded_into_the_same_rows():
+    """Affine -> Scale s -> IF with dt r = 0.25: the rows carry W * s * 0.25, so the neuron's
+    input_scale_min/max are min / max of 0.25 s = -0.25 / 0.5 (it said 0.25 / 0.25, the IF's part only)."""
+    w = _dense(11, 4, 6)
+    s = np.array([2.0, 0.5, -1.0, 1.5])
+    graph = chain(
+        [
+            ("fc", nir.Affine(weight=w, bias=np.array([0.5, 0.0, -0.25, 0.125]))),
+            ("scale", nir.Scale(scale=s)),
+            ("if", nir.IF(r=_full(0.25 / DT, (4,)), v_threshold=_full(1.0, (4,)))),
+        ],
+        (6,),
+        (4,),
+    )
+    imp = module_from_nir(graph)
+    [row] = imp.report()["layers"]
+    assert (row["input_scale_min"], row["input_scale_max"]) == (-0.25, 0.5)
+    np.testing.assert_array_equal(imp.module[0].weight.detach().numpy(), w * (0.25 * s)[:, None])
+    np.testing.assert_array_equal(imp.module[0].bias.detach().numpy(), [0.25, 0.0, 0.0625, 0.046875])
+
+
 def test_scale_with_no_synapse_before_it_is_a_why_not_row():
     graph = chain(
         [
@@ -356,8 +377,9 @@ def test_a_decay_off_the_12_bit_grid_is_reported_with_its_error(tmp_path):
     assert report["program"]["import"]["layers"] == [row]
     [lrow] = report["target_report"]["layers"]
     assert (lrow["iDecay"], lrow["vDecay"]) == (614, 1229)
-    # the float layer holds float32 decays: the target's error is against those, to float32 precision
-    assert lrow["du_error"] == pytest.approx(du_err, rel=1e-3)
-    assert lrow["dv_error"] == pytest.approx(dv_err, rel=1e-3)
+    # against the exact decays the import recorded (not the layer's float32 0.30000001), to float64
+    assert (lrow["du"], lrow["dv"]) == (0.15, 0.3)
+    assert lrow["du_error"] == pytest.approx(du_err, rel=1e-12)
+    assert lrow["dv_error"] == pytest.approx(dv_err, rel=1e-12)
     neuron = read_netx(Path(art.path) / "network.net").layers[-1].neuron
     assert (neuron.i_decay, neuron.v_decay) == (614, 1229)

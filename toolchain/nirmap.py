@@ -42,7 +42,7 @@ class NeuronMapping:
     du: float | None
     dv: float | None
     threshold: float
-    input_scale: tuple[float, float]  # min / max of g folded into the synapse
+    input_scale: tuple[float, float]  # min / max of g (and any nir.Scale) folded into the synapse
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self, dt: float) -> dict[str, Any]:
@@ -161,6 +161,9 @@ class NetBuilder:
         self.layers: list[nn.Module] = []
         self.shape: tuple[int, ...] = ()
         self.pending: nn.Module | None = None  # last synapse with no neuron after it yet
+        # the nir.Scale factors already folded into the pending synapse's rows (per output, or 1):
+        # the neuron's reported input scale includes them
+        self.pending_scale: np.ndarray = np.ones(1)
         self.mappings: list[NeuronMapping] = []
         self.rows: list[Violation] = []
 
@@ -171,6 +174,7 @@ class NetBuilder:
         self.layers.append(layer)
         self.shape = tuple(int(d) for d in y.shape[2:])
         self.pending = layer if synapse else None
+        self.pending_scale = np.ones(1)
 
     def flat(self, name: str, n_in: int) -> None:
         if len(self.shape) > 1 or (self.shape and self.shape[0] != n_in):
@@ -211,6 +215,9 @@ class NetBuilder:
             w.mul_(gt.reshape(-1, *([1] * (w.dim() - 1))))
             if b is not None:
                 b.mul_(gt)
+        self.pending_scale = self.pending_scale * np.broadcast_to(
+            np.asarray(g, dtype=np.float64), (features,)
+        )
         return True
 
     def neuron(self, name: str, kind: str, node: Any, nxt: Any | None) -> int:
@@ -302,6 +309,8 @@ class NetBuilder:
             else:  # per-neuron thresholds: normalise rows and bias by them (threshold 1)
                 g, bias = g / thr, bias / thr
                 notes.append("per-neuron v_threshold normalised into the synapse (threshold 1)")
+        # g times the Scale nodes already folded into the same rows: what the synapse's rows carry
+        folded = np.asarray(g, dtype=np.float64) * self.pending_scale
         self.scale_rows(name, g)
         has_bias = bool(np.any(bias))
         bias_features = features if has_bias else None
@@ -328,7 +337,7 @@ class NetBuilder:
                 du,
                 dv,
                 threshold,
-                (float(np.min(g)), float(np.max(g))),
+                (float(np.min(folded)), float(np.max(folded))),
                 notes,
             )
         )

@@ -459,6 +459,21 @@ def _synapse_layer(name: str, m: nn.Module, in_shape: tuple[int, ...], w: _Walke
     )
 
 
+def _imported_row(program: Program, name: str) -> dict[str, Any] | None:
+    """The NIR / framework import's row for neuron ``name`` (report.json: program.import.layers)."""
+    rows = (program.metadata.get("import") or {}).get("layers") or []
+    return next((r for r in rows if isinstance(r, dict) and str(r.get("layer")) == name), None)
+
+
+def _exact(stored: float, row: dict[str, Any] | None, key: str) -> float:
+    """The import's float64 decay (0.3, not the layer's float32 0.30000001) while the layer still holds
+    it to float32 precision, so the Loihi rows' decay errors are against the exact value."""
+    d = None if row is None else row.get(key)
+    if isinstance(d, float) and np.float32(d) == np.float32(stored):
+        return d
+    return stored
+
+
 def _attach_neuron(layer: FloatLayer, name: str, n: CubaLIF, w: _Walker) -> None:
     layer.neuron = n
     layer.neuron_name = name
@@ -471,7 +486,9 @@ def _attach_neuron(layer: FloatLayer, name: str, n: CubaLIF, w: _Walker) -> None
             "current and voltage and cannot round them each step, so the deployed network would differ "
             "from the trained one",
         )
-    layer.du, layer.dv, layer.threshold = float(n.du), float(n.dv), float(n.threshold)
+    imported = _imported_row(w.program, name)
+    layer.du, layer.dv = _exact(float(n.du), imported, "du"), _exact(float(n.dv), imported, "dv")
+    layer.threshold = float(n.threshold)
     channels = layer.out_shape[0] if layer.out_shape else 1
     bias = None if n.bias is None else n.bias.detach().double().cpu().numpy().reshape(-1)
     sb = layer.synapse_bias
