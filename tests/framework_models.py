@@ -59,6 +59,20 @@ def snntorch_subtract() -> nn.Module:
     return _declare(nn.Sequential(nn.Flatten(), nn.Linear(64, 10), snn.Leaky(beta=0.9, init_hidden=True)))
 
 
+def snntorch_recurrent(kind: str = "RLeaky") -> nn.Module:
+    """A recurrent snnTorch neuron (its own nn.Linear from its spikes back to its input)."""
+    import snntorch as snn
+
+    torch.manual_seed(0)
+    extra = {"alpha": 0.5} if kind == "RSynaptic" else {}
+    neuron = getattr(snn, kind)(beta=0.75, linear_features=10, init_hidden=True, reset_mechanism="zero", **extra)
+    return _declare(nn.Sequential(nn.Flatten(), nn.Linear(64, 10), neuron))
+
+
+def snntorch_rsynaptic() -> nn.Module:
+    return snntorch_recurrent("RSynaptic")
+
+
 def norse_mlp() -> nn.Module:
     import norse.torch as norse
 

@@ -112,6 +112,26 @@ def test_snntorch_reset_by_subtraction_is_a_why_not_row(cli, tmp_path):
     assert res.exit_code == 4 and "reset-mechanism" in res.stdout + res.stderr
 
 
+@pytest.mark.parametrize("kind", ["RLeaky", "RSynaptic"])
+def test_snntorch_recurrent_neurons_are_a_why_not_row(kind, cli, tmp_path):
+    """RLeaky / RSynaptic feed their spikes back through their own Linear: edgec lowers feed-forward
+    layers only, so the reader refuses the neuron by name (a recurrent row, exit 4) rather than reading
+    its recurrent Linear as one more feed-forward synapse."""
+    _need("snntorch")
+    with pytest.raises(ConstraintViolation) as err:
+        edgec.load_program(fm.snntorch_recurrent(kind), input_shape=(1, 1, 8, 8))
+    [row] = err.value.violations
+    assert (row.layer, row.rule, row.detail) == ("2", "recurrent", f"{kind} (recurrent weights)")
+    assert err.value.exit_code == 4
+    sd = tmp_path / "w.pt"
+    torch.save(fm.snntorch_recurrent(kind).state_dict(), sd)
+    factory = "framework_models:" + ("snntorch_recurrent" if kind == "RLeaky" else "snntorch_rsynaptic")
+    for target in ("loihi", "cpu"):
+        res = cli("compile", sd, "--arch", factory, "--target", target, "-o", tmp_path / target)
+        assert res.exit_code == 4 and f"{kind} (recurrent weights)" in res.stdout + res.stderr
+        assert not (tmp_path / target).exists()
+
+
 def test_sinabs_defaults_are_why_not_rows():
     _need("sinabs")
     with pytest.raises(ConstraintViolation) as err:
