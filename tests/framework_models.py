@@ -65,7 +65,9 @@ def snntorch_recurrent(kind: str = "RLeaky") -> nn.Module:
 
     torch.manual_seed(0)
     extra = {"alpha": 0.5} if kind == "RSynaptic" else {}
-    neuron = getattr(snn, kind)(beta=0.75, linear_features=10, init_hidden=True, reset_mechanism="zero", **extra)
+    neuron = getattr(snn, kind)(
+        beta=0.75, linear_features=10, init_hidden=True, reset_mechanism="zero", **extra
+    )
     return _declare(nn.Sequential(nn.Flatten(), nn.Linear(64, 10), neuron))
 
 
