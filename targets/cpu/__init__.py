@@ -256,6 +256,10 @@ class CpuTarget(Target):
             f"ONNX Runtime runs {fusion.get('fused_quantized_ops', 0)} compute ops in integer arithmetic, "
             f"{fusion.get('float_compute_ops', 0)} in float"
         ]
+        still_float = tr.get("float_ops") or {}
+        if tr.get("precision") == "int8" and still_float:
+            # an INT8 compile names the operators ONNX Runtime has no integer kernel for (they stay float)
+            lines[0] += " (" + ", ".join(f"{op} x{n}" for op, n in still_float.items()) + ")"
         choice = tr.get("backend_choice") or {}
         if tr.get("backend"):
             how = choice.get("how", "")
