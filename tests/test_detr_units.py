@@ -198,3 +198,27 @@ def test_compress_prints_a_detectors_metric_and_layers_per_width() -> None:
     )
     assert line.startswith("validation mAP@[.5:.95] 10.00% -> 32.00% (best epoch 1)")
     assert "weight bits: 37 layers at 4 bits, 2 layers at 8 bits" in line and "layer0" not in line
+
+
+def test_an_8bit_learned_quantizer_folds_into_integer_kernels_on_the_cpu(tmp_path) -> None:
+    """lsq:bits=8's input quantizers (Div -> Clip(0, 255) -> Round -> Mul) are exactly their uint8 Q/DQ:
+    the CPU graph drops the chains so ONNX Runtime fuses the convs / linears into integer kernels (it
+    fused 1 of 4 with the chains left in), with the same outputs as the compressed model."""
+    import edgec
+    from edgec.data import from_arrays, open_dataset
+
+    x, y = open_dataset("builtin:digits:train").arrays(limit=96)
+    edgec.compress(
+        "zoo:digits-cnn", passes=["lsq:bits=8"], train=from_arrays(x, y), epochs=1, seed=0, out=tmp_path / "p"
+    )
+    art = edgec.compile(
+        tmp_path / "p", target="cpu", quantize="int8", backend="onnxruntime", out=tmp_path / "a"
+    )
+    tr = art.report["target_report"]
+    q = tr["quantization"]
+    assert q["quantizer_chains_folded"] == q["learned_activation_points"] == 4
+    # the second conv stays float: its output reaches the next quantizer through ReLU, MaxPool and
+    # Flatten, and the learned graph has no quantizer on the conv's own output (QLinearConv needs one)
+    assert tr["ort_fusion"]["fused_quantized_ops"] == 3 and tr["ort_fusion"]["float_compute_ops"] == 1
+    m = edgec.verify(art, data="builtin:digits").metrics
+    assert m["top1_agreement"] >= 0.99

@@ -80,6 +80,46 @@ def fake_quant_points(model: onnx.ModelProto) -> dict[str, tuple[float, int, int
     return out
 
 
+def fold_full_range_chains(
+    model: onnx.ModelProto, points: dict[str, tuple[float, int, int]]
+) -> dict[str, str]:
+    """Remove each quantizer chain whose clip range is a whole uint8 range, in place.
+
+    ``Div(x, s) -> Clip(0, 255) | Clip(-128, 127) -> Round -> Mul(s)`` followed by the uint8 Q/DQ of scale
+    ``s`` (zero-point 0 or 128) is that Q/DQ alone: QuantizeLinear rounds half to even (as ``torch.round``)
+    and saturates to the same range. Without the chain ONNX Runtime fuses the Q/DQ into integer kernels; a
+    4-bit chain stays (its clip is narrower than the Q/DQ's range). The chain's readers read ``x`` instead
+    (only where ``x`` has no other reader, so nothing else changes). Returns ``{chain output: x}``."""
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    uses: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+    outputs = {o.name for o in g.output}
+    drop: set[int] = set()
+    renamed: dict[str, str] = {}
+    for tensor, (_, lo, hi) in points.items():
+        if (lo, hi) not in ((0, 255), (-128, 127)) or tensor in outputs:
+            continue
+        mul = producer[tensor]
+        rnd = next(producer[i] for i in mul.input if i in producer and producer[i].op_type == "Round")
+        clip = producer[rnd.input[0]]
+        div = producer[clip.input[0]]
+        if any(uses.get(t, 0) != 1 for t in (div.input[0], div.output[0], clip.output[0], rnd.output[0])):
+            continue  # a tensor of the chain is read elsewhere: keep it
+        drop.update(id(n) for n in (div, clip, rnd, mul))
+        renamed[tensor] = div.input[0]
+    nodes = [n for n in g.node if id(n) not in drop]
+    for n in nodes:
+        for k, name in enumerate(n.input):
+            if name in renamed:
+                n.input[k] = renamed[name]
+    del g.node[:]
+    g.node.extend(nodes)
+    return renamed
+
+
 def _layer_path(node_name: str, known: set[str]) -> str | None:
     """The module path of a node from its name scopes (``/encoder.0/attn/q_proj/MatMul`` ->
     ``encoder.0.attn.q_proj``; ``/backbone/backbone.0/Conv`` -> ``backbone.0``), if it is in ``known``."""
@@ -150,6 +190,10 @@ def quantize_learned(fp32: Path, final: Path, program: Program) -> dict[str, Any
         params: dict[str, TensorQuant] = {
             t: TensorQuant.per_tensor(s, 0 if lo >= 0 else 128, "uint8") for t, (s, lo, _) in points.items()
         }
+        folded = fold_full_range_chains(model, points)
+        if folded:
+            params = {folded.get(t, t): q for t, q in params.items()}
+            onnx.save(model, str(pre))
         weights, wnotes = weight_params(model, program.quant)
         params.update(weights)
         scheme = dataclasses.replace(
@@ -166,6 +210,7 @@ def quantize_learned(fp32: Path, final: Path, program: Program) -> dict[str, Any
         "notes": notes + wnotes + stats.notes,
         "source": "learned steps of the quantization record (no calibration)",
         "learned_activation_points": len(points),
+        "quantizer_chains_folded": len(folded),
         "learned_weight_tensors": len(weights),
         "weight_bits": bits,
         "activation_bits": act_bits,
