@@ -480,3 +480,80 @@ def test_a_declared_weight_scale_is_used_exactly_or_refused(tmp_path):
             with pytest.raises(ConstraintViolation) as info:
                 edgec.compile(snn, target="loihi", input_shape=(1, 1, 8, 8), out=out)
             assert any("not integers" in v.detail for v in info.value.violations)
+
+
+def test_an_inhibitory_layer_coarsened_onto_a_power_of_two_loads_exactly(tmp_path):
+    """lowering.py:199 (`_loadable`: `s / m` -> `s - m`): a 5-bit layer of weights <= 0 whose threshold
+    (1024x the largest weight) coarsens its grid to 8 levels would store -8 * 16 = -128, which netx scales
+    to -256 and Lava clips; the lowering falls back to multiplier 14, and the threshold and the weights
+    it stores must still mean what the float layer does (vThMant * scale = threshold, weights within
+    half a grid step)."""
+    import numpy as np
+
+    from edgec.snn import CubaLIF
+    from edgec.targets.loihi.netlist import read_netx
+
+    w = -np.random.default_rng(0).uniform(0, 0.01, (10, 64))
+    w[0, 0] = -0.01
+    fc = nn.Linear(64, 10, bias=False)
+    with torch.no_grad():
+        fc.weight.copy_(torch.from_numpy(w))
+    fc.weight_bits = 5  # type: ignore[assignment]
+    snn = nn.Sequential(nn.Flatten(2), fc, CubaLIF(threshold=1024 * 0.01))
+    art = edgec.compile(snn, target="loihi", input_shape=(1, 1, 8, 8), out=tmp_path / "a")
+    (row,) = art.report["target_report"]["layers"]
+    assert "x14: exact netx load" in row["grid"] and row["netx_load"]["lossless"]
+    stored = read_netx(art.file("network")).compute_layers[0].weight
+    assert stored.min() == -8 * 14 and stored.max() == 0
+    scale = row["scale"]
+    step = 14 * scale  # one weight level
+    assert np.abs(stored * scale - w.astype(np.float32)).max() <= step / 2 + 1e-9
+    assert row["vThMant"] * scale == pytest.approx(1024 * 0.01, rel=1e-5)
+
+
+# ---- loading (toolchain/loading.py), the "now" sample ---------------------------------------------------
+def test_a_trusted_pickle_whose_class_cannot_be_imported_names_the_module(cli, tmp_path, monkeypatch):
+    """loading.py:125 (`getattr(exc, "name", None) or str(exc)` -> `and`): a whole model saved from the
+    user's own module, loaded (--trust-pickle) where that module is not importable, fails with exit 3
+    naming the module to put on PYTHONPATH (not Python's sentence around it)."""
+    import importlib
+    import sys
+
+    name = "edgec_user_models_gone"
+    (tmp_path / f"{name}.py").write_text("from torch import nn\n\nclass Net(nn.Sequential):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    net = importlib.import_module(name).Net(nn.Flatten(), nn.Linear(64, 10))
+    torch.save(net, tmp_path / "m.pt")
+    monkeypatch.delitem(sys.modules, name)
+    sys.path.remove(str(tmp_path))
+    importlib.invalidate_caches()
+    res = cli(
+        "compile", tmp_path / "m.pt", "--trust-pickle", "--input-shape", "1,1,8,8", "-o", tmp_path / "a"
+    )
+    assert res.exit_code == 3, (res.exit_code, res.stderr)
+    assert f"the class of its model is defined in '{name}', which Python cannot import" in res.stderr
+    assert not (tmp_path / "a").exists()
+
+
+# ---- CPU session (targets/cpu/__init__.py, `session`), the "now" sample ---------------------------------
+def test_an_artifact_compiled_for_onnxruntime_runs_on_openvino_when_asked(tmp_path):
+    """targets/cpu/__init__.py:297 (`"openvino" in files` -> `not in`: which file OpenVINO opens): an
+    artifact compiled for ONNX Runtime has no OpenVINO IR; `--backend openvino` at run time opens its
+    model.onnx and gives ONNX Runtime's outputs (the summary promises "--backend onnxruntime|openvino
+    picks another")."""
+    import numpy as np
+    from conftest import require_module
+
+    require_module("openvino", "EDGEC_REQUIRE_OPENVINO", "the CPU target's openvino backend")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+    art = edgec.compile(
+        model, target="cpu", backend="onnxruntime", input_shape=(1, 1, 8, 8), out=tmp_path / "a"
+    )
+    assert "openvino" not in art.report["files"]
+    x = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    for backend in ("onnxruntime", "openvino"):
+        got = edgec.run(art, x, backend=backend)["output"]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
