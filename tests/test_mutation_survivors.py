@@ -557,3 +557,28 @@ def test_an_artifact_compiled_for_onnxruntime_runs_on_openvino_when_asked(tmp_pa
     for backend in ("onnxruntime", "openvino"):
         got = edgec.run(art, x, backend=backend)["output"]
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+
+
+def test_dropout_exported_in_eval_mode_compiles_and_in_training_mode_is_refused(cli, tmp_path):
+    """loading.py:363 (`node.args[2] is True` -> `< True`: which dropout counts as training): a .pt2
+    with Dropout exported after m.eval() compiles and runs as the model does; exported in training
+    mode it is refused (exit 3, naming aten.dropout and the fix)."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Dropout(0.5))
+    x = torch.rand(4, 1, 8, 8)
+    for mode in ("eval", "train"):
+        getattr(model, mode)()
+        path = tmp_path / f"{mode}.pt2"
+        torch.export.save(torch.export.export(model, (x[:1],)), path)
+        res = cli("compile", path, "-o", tmp_path / mode)
+        if mode == "train":
+            assert res.exit_code == 3, (res.exit_code, res.stderr)
+            assert "exported in training mode (aten.dropout" in res.stderr and "m.eval()" in res.stderr
+            assert not (tmp_path / mode).exists()
+            continue
+        assert res.exit_code == 0, res.stderr
+        got = edgec.run(tmp_path / mode, x.numpy())["output"]
+        with torch.no_grad():
+            np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-5, atol=1e-6)
