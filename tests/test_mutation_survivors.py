@@ -482,7 +482,7 @@ def test_a_declared_weight_scale_is_used_exactly_or_refused(tmp_path):
             assert any("not integers" in v.detail for v in info.value.violations)
 
 
-def test_an_inhibitory_layer_coarsened_onto_a_power_of_two_loads_exactly(tmp_path):
+def test_an_inhibitory_layer_coarsened_onto_a_power_of_two_weight_loads_exactly(tmp_path):
     """lowering.py:199 (`_loadable`: `s / m` -> `s - m`): a 5-bit layer of weights <= 0 whose threshold
     (1024x the largest weight) coarsens its grid to 8 levels would store -8 * 16 = -128, which netx scales
     to -256 and Lava clips; the lowering falls back to multiplier 14, and the threshold and the weights
