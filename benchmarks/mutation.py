@@ -132,7 +132,7 @@ MODULES = [
             PROMISES,
             SURVIVORS,
         ),
-        "stft or batch1 or matches or verify or bench or shape or outputs",
+        "stft or batch1 or fixed_batch or matches or verify or bench or shape or outputs",
     ),
 ]
 

@@ -582,3 +582,39 @@ def test_dropout_exported_in_eval_mode_compiles_and_in_training_mode_is_refused(
         got = edgec.run(tmp_path / mode, x.numpy())["output"]
         with torch.no_grad():
             np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+# ---- CPU session runner (targets/cpu/session.py), the "now" sample --------------------------------------
+def test_a_fixed_batch_graph_runs_any_number_of_samples_each_its_own_output(tmp_path):
+    """session.py:27 (the last piece's padding `fixed - real` -> `+`, `|`, `/`) and :55 (`x.ndim !=` ->
+    `<`): ONNX Runtime on a graph whose batch is fixed at 2 gets 5 samples (two pieces and a padded
+    one) or 1 (padded) and returns each sample's own output; an input of the wrong rank is a DataError
+    saying what the artifact expects."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgec.errors import DataError
+    from edgec.targets.cpu import onnxruntime_backend
+    from edgec.targets.cpu.options import CpuOptions
+
+    w = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "w"], ["output"])],
+        "fixed_batch",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [2, 3])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "model.onnx")
+    run = onnxruntime_backend.open_session(tmp_path / "model.onnx", CpuOptions(), threads=1, declared=["y"])
+    assert run.fixed_batch == 2
+    x = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
+    for n in (5, 2, 1):
+        got = run(x[:n])
+        assert list(got) == ["y"] and got["y"].shape == (n, 3)
+        np.testing.assert_allclose(got["y"], x[:n] @ w, rtol=1e-5, atol=1e-6)
+    with pytest.raises(DataError, match=r"does not fit the artifact \(expects \[N, 4\]\)"):
+        run(x[:, :, None])
