@@ -28,6 +28,7 @@ import fcntl
 import json
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -490,7 +491,7 @@ def main() -> None:
     if not check.stdout.startswith(str(work / "link")):
         raise SystemExit(f"edgec is not imported from the clone: {check.stdout}{check.stderr}")
     chosen = [m for m in MODULES if not args.module or m.name in args.module]
-    command = "nice -n 10 .venv/bin/python benchmarks/mutation.py " + " ".join(sys.argv[1:])
+    command = "nice -n 10 .venv/bin/python benchmarks/mutation.py " + shlex.join(sys.argv[1:])
     out = RESULTS / "mutation.json"
     try:
         for mod in chosen:
