@@ -119,6 +119,17 @@ MODULES = [
         ),
         "run or matches or verify or bench",
     ),
+    # moved into toolchain/target.py after the "after" run: how verify compares a spiking network's outputs
+    Module(
+        "verify spike comparison",
+        "toolchain/target.py",
+        ("compare_spikes",),
+        (
+            "tests/test_nir_in.py::test_nir_graph_compiles_for_the_cpu_and_computes_the_nir_equations",
+            "tests/test_loihi.py::test_cli_compile_run_and_verify",
+            SURVIVORS,
+        ),
+    ),
     # since 77d9cb1 (OpenVINO beside ONNX Runtime) `session` above only picks the runtime: what runs the
     # artifact on any batch (a fixed-batch graph in pieces) and checks the input is here
     Module(
