@@ -618,3 +618,37 @@ def test_a_fixed_batch_graph_runs_any_number_of_samples_each_its_own_output(tmp_
         np.testing.assert_allclose(got["y"], x[:n] @ w, rtol=1e-5, atol=1e-6)
     with pytest.raises(DataError, match=r"does not fit the artifact \(expects \[N, 4\]\)"):
         run(x[:, :, None])
+
+
+# ---- verify's spike comparison (toolchain/target.py compare_spikes), the "now" sample -------------------
+def test_spiking_outputs_are_compared_by_spike_count_per_neuron():
+    """target.py `compare_spikes`: a spiking network's outputs [N, T, neurons] are judged by spike count
+    per output neuron (its class), with the share of identical spikes reported; by hand on 3 samples of
+    4 steps and 3 neurons: one spike moved in time (same counts), one extra spike (another class)."""
+    import numpy as np
+
+    from edgec.target import compare_spikes
+
+    ref = np.zeros((3, 4, 3), np.float32)
+    ref[0, :, 2] = 1  # sample 0: neuron 2 (4 spikes)
+    ref[0, 0, 0] = 1
+    ref[1, :3, 0] = 1  # sample 1: neuron 0 (3 spikes)
+    ref[1, 3, 1] = 1
+    ref[2, :2, 1] = 1  # sample 2: neuron 1 (2 spikes)
+    ref[2, 0, 2] = 1
+    out = ref.copy()
+    out[1, 0, 0], out[1, 3, 0] = 0, 1  # moved in time: counts unchanged, 2 spikes differ
+    out[2, 1:3, 2] = 1  # 2 more spikes on neuron 2: 3 > 2, another class
+    labels = np.array([2, 0, 1])
+    res = compare_spikes({"output": out}, {"output": ref}, labels, min_agreement=0.6)
+    m = res.metrics
+    assert res.passed and m["top1_agreement"] == pytest.approx(2 / 3)
+    assert m["accuracy_source"] == 1.0 and m["accuracy_artifact"] == pytest.approx(2 / 3)
+    assert m["max_abs_error"] == 2.0 and m["mean_abs_error"] == pytest.approx(2 / 9)  # on the counts
+    assert m["outputs_identical"] == pytest.approx(1 - 4 / 36)
+    assert not compare_spikes({"output": out}, {"output": ref}, labels, min_agreement=0.9).passed
+    same = compare_spikes({"output": ref}, {"output": ref.copy()}, labels, min_agreement=0.98)
+    assert same.passed and same.metrics["outputs_identical"] == 1.0 and same.metrics["max_abs_error"] == 0
+    for other in ({"output": out[:, :3]}, {"logits": out}):  # fewer steps; another name (sorts first)
+        res = compare_spikes(other, {"output": ref}, labels, min_agreement=0.6)
+        assert not res.passed and "outputs differ" in res.summary
