@@ -270,9 +270,11 @@ def test_the_spiking_resnet_runs_on_the_cpu_spike_for_spike(cli, tmp_path):
     assert refused.exit_code == 4 and "snn-precision" in refused.stderr
 
 
-def test_a_qat_model_keeps_its_learned_grid_in_the_cpu_int8_graph(tmp_path):
-    """uniform-quant's 4-bit weights reach ONNX Runtime as int8 values within [-7, 7] (the learned levels,
-    even after the BatchNorm fold rescaled the conv channels), not re-calibrated 8-bit values."""
+def test_a_qat_model_keeps_its_learned_grid_in_the_cpu_and_jetson_int8_graphs(tmp_path):
+    """uniform-quant's 4-bit weights reach ONNX Runtime (cpu) and TensorRT's explicit-quantization graph
+    (jetson) as int8 values within [-7, 7] (the learned levels, even after the CPU's BatchNorm fold
+    rescaled the conv channels), not re-calibrated 8-bit values (before, only learned activation scales
+    reached the Jetson graph); the Jetson graph still passes TensorRT's rules."""
     import onnx
     from onnx import numpy_helper
 
@@ -283,46 +285,19 @@ def test_a_qat_model_keeps_its_learned_grid_in_the_cpu_int8_graph(tmp_path):
         epochs=1,
         out=tmp_path / "q",
     )
-    art = edgec.compile(
-        tmp_path / "q", target="cpu", quantize="int8", calib="builtin:digits", out=tmp_path / "a"
-    )
-    kept = art.report["target_report"]["quantization"]["learned_weights"]
-    assert set(kept) == {"features.0", "features.3", "classifier.1", "classifier.3"}
-    assert all(v.startswith("learned") for v in kept.values())
-    weights = [
-        numpy_helper.to_array(i)
-        for i in onnx.load(str(tmp_path / "a" / "model.onnx")).graph.initializer
-        if i.data_type == onnx.TensorProto.INT8 and len(i.dims) >= 2
-    ]
-    assert sorted(int(abs(w).max()) for w in weights) == [7, 7, 127, 127]  # two 4-bit, first / last 8-bit
-    assert edgec.verify(art).metrics["top1_agreement"] >= 0.99
-
-
-def test_a_qat_model_keeps_its_learned_grid_in_the_jetson_int8_graph(tmp_path):
-    """The same on TensorRT's explicit-quantization graph: the weights' int8 values are the learned
-    levels (|k| <= 7 for the 4-bit layers), not max|w| / 127 re-quantized values (before, only learned
-    activation scales reached the Jetson graph), and the graph still passes TensorRT's rules."""
-    import onnx
-    from onnx import numpy_helper
-
-    edgec.compress(
-        "zoo:digits-cnn",
-        passes=["uniform-quant:bits=4"],
-        train="builtin:digits",
-        epochs=1,
-        out=tmp_path / "q",
-    )
-    art = edgec.compile(
-        tmp_path / "q", target="jetson", quantize="int8", calib="builtin:digits", out=tmp_path / "j"
-    )
-    q = art.report["target_report"]["quantization"]
-    assert set(q["learned_weights"]) == {"features.0", "features.3", "classifier.1", "classifier.3"}
-    assert all(v.startswith("learned") for v in q["learned_weights"].values())
-    weights = [
-        numpy_helper.to_array(i)
-        for i in onnx.load(str(tmp_path / "j" / "model.onnx")).graph.initializer
-        if i.data_type == onnx.TensorProto.INT8 and len(i.dims) >= 2
-    ]
-    assert sorted(int(abs(w).max()) for w in weights) == [7, 7, 127, 127]
-    assert art.report["target_report"]["rules"].endswith("passed")
-    assert edgec.verify(art).metrics["top1_agreement"] >= 0.99
+    for target in ("cpu", "jetson"):
+        out = tmp_path / target
+        art = edgec.compile(tmp_path / "q", target=target, quantize="int8", calib="builtin:digits", out=out)
+        kept = art.report["target_report"]["quantization"]["learned_weights"]
+        assert set(kept) == {"features.0", "features.3", "classifier.1", "classifier.3"}, target
+        assert all(v.startswith("learned") for v in kept.values()), target
+        weights = [
+            numpy_helper.to_array(i)
+            for i in onnx.load(str(out / "model.onnx")).graph.initializer
+            if i.data_type == onnx.TensorProto.INT8 and len(i.dims) >= 2
+        ]
+        # two 4-bit layers, the first and last at 8 bits
+        assert sorted(int(abs(w).max()) for w in weights) == [7, 7, 127, 127], target
+        if target == "jetson":
+            assert art.report["target_report"]["rules"].endswith("passed")
+        assert edgec.verify(art).metrics["top1_agreement"] >= 0.99, target

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
-from user_models import save_data, save_export, small_cnn
+from user_models import DictHeads, save_data, save_export, small_cnn, two_heads
 
 
 def _ok(res) -> None:
@@ -94,27 +94,12 @@ def test_stft_exported_at_batch1_declares_its_batch_and_runs_at_n(cli, tmp_path)
     _ok(cli("verify", out))
 
 
-class Heads(nn.Module):
-    def __init__(self, as_dict: bool) -> None:
-        super().__init__()
-        self.as_dict = as_dict
-        self.body = nn.Linear(20, 16)
-        self.cls = nn.Linear(16, 5)
-        self.box = nn.Linear(16, 3)
-
-    def forward(self, x: torch.Tensor) -> object:
-        h = torch.relu(self.body(x))
-        if self.as_dict:
-            return {"cls": self.cls(h), "box": self.box(h)}
-        return self.cls(h), self.box(h)
-
-
 @pytest.mark.parametrize(("fmt", "as_dict"), [("export", False), ("torchscript", True)])
 def test_several_outputs_keep_their_names(cli, tmp_path, fmt, as_dict):
     """Issue 15.6 (export side): before, a tuple's outputs were named ``output`` and ``6`` and a
     TorchScript dict model failed to export (prim::DictConstruct). Every output is kept by name."""
     torch.manual_seed(0)
-    model = Heads(as_dict).eval()
+    model = two_heads(as_dict).eval()
     if fmt == "export":
         path = save_export(model, tmp_path / "heads.pt2", (20,))
         extra: list[str] = []
@@ -274,7 +259,7 @@ def test_compile_json_stdout_is_only_json(cli_proc, tmp_path):
     `compile --json` was not JSON. Now stdout is the report and stderr has no IR dump."""
     torch.manual_seed(0)
     path = tmp_path / "heads.pt"
-    torch.jit.save(torch.jit.trace(Heads(True).eval(), torch.rand(1, 20), strict=False), path)
+    torch.jit.save(torch.jit.trace(DictHeads().eval(), torch.rand(1, 20), strict=False), path)
     res = cli_proc("compile", path, "--input-shape", "1,20", "-o", tmp_path / "out", "--json")
     _ok(res)
     report = json.loads(res.stdout)

@@ -18,7 +18,7 @@ import onnx
 import pytest
 import torch
 from torch import nn
-from user_models import save_export
+from user_models import save_export, two_heads
 
 import edgec
 import edgec.api
@@ -50,21 +50,6 @@ def test_jetson_imports_nothing_from_the_cpu_target():
     assert out.splitlines() == ["None 17 edgec.onnxlib.export", "[]"]
 
 
-class Heads(nn.Module):
-    def __init__(self, as_dict: bool) -> None:
-        super().__init__()
-        self.as_dict = as_dict
-        self.body = nn.Linear(20, 16)
-        self.cls = nn.Linear(16, 5)
-        self.box = nn.Linear(16, 3)
-
-    def forward(self, x: torch.Tensor) -> object:
-        h = torch.relu(self.body(x))
-        if self.as_dict:
-            return {"cls": self.cls(h), "box": self.box(h)}
-        return self.cls(h), self.box(h)
-
-
 def _io(out: Path) -> tuple[list[str], list[str]]:
     g = onnx.load(str(out / "model.onnx")).graph
     init = {i.name for i in g.initializer}
@@ -77,7 +62,7 @@ def test_several_outputs_are_named_as_on_the_cpu_target(tmp_path, as_dict):
     model lost its keys (and the second output its name). Now both targets name them alike, and the
     Jetson graph (FP32 and INT8) returns each output by name with the model's values."""
     torch.manual_seed(0)
-    model = Heads(as_dict).eval()
+    model = two_heads(as_dict).eval()
     names = ["cls", "box"] if as_dict else ["output_0", "output_1"]
     x = np.random.default_rng(0).random((16, 20), dtype=np.float32)
     np.savez(tmp_path / "x.npz", x=x)

@@ -15,6 +15,7 @@ import pytest
 import torch
 from test_energy_recurrent import Seq, hand_macs
 from torch import nn
+from user_models import TwoHeads
 
 STEPS, FEATURES, CLASSES = 12, 10, 4
 
@@ -105,20 +106,6 @@ def test_torchscript_lstm_counts_every_step_and_compiles_for_the_cpu(cli, tmp_pa
     metrics = json.loads(res.stdout)["metrics"]
     assert metrics["top1_agreement"] == 1.0 and metrics["accuracy_artifact"] == 1.0
     assert 0 < metrics["max_abs_error"] < 0.1  # INT8 rounding of the head, logits ~10 apart
-
-
-class TwoHeads(nn.Module):
-    """A body and two heads returned as a tuple: class scores [N, 5] and a box [N, 3]."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Linear(20, 16)
-        self.cls = nn.Linear(16, 5)
-        self.box = nn.Linear(16, 3)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = torch.relu(self.body(x))
-        return self.cls(h), self.box(h)
 
 
 @pytest.mark.parametrize("how", ["trace", "script"])

@@ -32,17 +32,29 @@ class SmallCNN(nn.Module):
 
 
 class TwoHeads(nn.Module):
-    """One input, two outputs (a tuple): class scores and a second head."""
+    """One input, two outputs (a tuple): class scores [N, 5] and a box [N, 3]. Scriptable."""
 
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Linear(20, 16)
         self.cls = nn.Linear(16, 5)
-        self.aux = nn.Linear(16, 3)
+        self.box = nn.Linear(16, 3)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = torch.relu(self.body(x))
-        return self.cls(h), self.aux(h)
+        return self.cls(h), self.box(h)
+
+
+class DictHeads(TwoHeads):
+    """The same two heads returned as a dict ``{"cls", "box"}`` (the same weights for a seed)."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        h = torch.relu(self.body(x))
+        return {"cls": self.cls(h), "box": self.box(h)}
+
+
+def two_heads(as_dict: bool) -> nn.Module:
+    return DictHeads() if as_dict else TwoHeads()
 
 
 class TwoInputs(nn.Module):
