@@ -74,6 +74,20 @@ class SmallCnn(nn.Module):
         return self.fc(torch.relu(self.conv(x)).flatten(1))
 
 
+@pytest.mark.parametrize("kind", ["single", "tuple", "dict"])
+def test_layers_keep_the_users_module_names_whatever_the_outputs(tmp_path, kind):
+    """A dict output is exported through a flattening wrapper; with the TorchScript exporter its scope
+    stayed in every node name (``/inner/cls/Gemm``), so a QAT model's layers were not found by name and
+    a 4-bit DETR's learned weight grids were re-calibrated."""
+    from edgec.onnxlib import layer_tensors
+
+    info = export_onnx(Heads(kind).eval(), torch.rand(2, 12), tmp_path / "m.onnx")
+    assert info.exporter == "torchscript"
+    layers = layer_tensors(tmp_path / "m.onnx")
+    assert set(layers) == ({"trunk", "cls"} if kind == "single" else {"trunk", "cls", "box"})
+    assert all("weight" in v for v in layers.values())
+
+
 def test_batch1_exported_program_runs_at_any_batch(tmp_path):
     """A torch.export program exported at batch 1 (as the README says) asserts batch == 1 in its
     graph; its ONNX export still takes any batch, and ORT at batch 3 matches it sample by sample."""

@@ -9,8 +9,9 @@ Q/DQ writer (:func:`edgec.onnxlib.write_qdq` with ``params``).
   4-bit levels are a subset of the 8-bit ones. The Clip keeps the 4-bit range; ONNX Runtime's
   ``QuantizeLinear`` rounds half to even, as ``torch.round`` does.
 * **Weights.** Each quantized layer's weights are baked on its grid ``s_c * k`` (``|k| <= 2^(b-1) - 1``);
-  they are stored as int8 with the learned per-channel step ``s_c`` (the layer is found from the node's
-  name scopes, its record from :attr:`Program.quant`), so the int8 initializer *is* the 4-bit level.
+  they are stored as int8 with the learned per-channel step ``s_c``
+  (:func:`edgec.onnxlib.learned.learned_weight_params`, shared with the calibrated INT8 path and the
+  Jetson target), so the int8 initializer *is* the 4-bit level.
 
 ONNX Runtime has no 4-bit kernel for Conv or for activation x activation MatMul, and its 4-bit weight
 path (``MatMulNBits``) keeps activations in float; so the artifact is int8 Q/DQ carrying the 4-bit
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
     from edgec.onnxlib import TensorQuant
     from edgec.program import Program
-    from edgec.quant import LayerQuant
 
 
 def has_learned_activations(program: Program) -> bool:
@@ -120,62 +120,13 @@ def fold_full_range_chains(
     return renamed
 
 
-def _layer_path(node_name: str, known: set[str]) -> str | None:
-    """The module path of a node from its name scopes (``/encoder.0/attn/q_proj/MatMul`` ->
-    ``encoder.0.attn.q_proj``; ``/backbone/backbone.0/Conv`` -> ``backbone.0``), if it is in ``known``."""
-    scopes = [p for p in node_name.split("/") if p][:-1]
-    for start in range(len(scopes)):
-        path = ""
-        for s in scopes[start:]:
-            path = s if not path or s.startswith(path + ".") else f"{path}.{s}"
-        if path in known:
-            return path
-    return None
-
-
-def weight_params(
-    model: onnx.ModelProto, record: dict[str, LayerQuant]
-) -> tuple[dict[str, TensorQuant], list[str]]:
-    """Per-channel int8 parameters of every weight initializer that lies on its recorded grid."""
-    from onnx import numpy_helper
-
-    from edgec.onnxlib import TensorQuant
-
-    g = model.graph
-    inits = {i.name: i for i in g.initializer}
-    out: dict[str, TensorQuant] = {}
-    notes: list[str] = []
-    for node in g.node:
-        if (
-            node.op_type not in ("Conv", "MatMul", "Gemm")
-            or len(node.input) < 2
-            or node.input[1] not in inits
-        ):
-            continue
-        layer = _layer_path(node.name, set(record))
-        rec = record.get(layer) if layer else None
-        if rec is None or rec.weight_bits is None or rec.weight_bits > 8:
-            continue
-        w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
-        trans_b = any(a.name == "transB" and a.i == 1 for a in node.attribute)
-        axis = 1 if node.op_type == "MatMul" or (node.op_type == "Gemm" and not trans_b) else 0
-        scales = rec.scales(w.shape[axis])
-        shape = [1] * w.ndim
-        shape[axis] = -1
-        k = w / scales.reshape(shape)
-        if np.abs(k - np.rint(k)).max(initial=0) > 1e-3 or np.abs(np.rint(k)).max(initial=0) > rec.max_level:
-            notes.append(f"{layer}: weights not on their recorded grid, int8 scales computed by ONNX Runtime")
-            continue
-        out[node.input[1]] = TensorQuant.per_channel(scales, axis=axis, dtype="int8")
-    return out, notes
-
-
 def quantize_learned(fp32: Path, final: Path, program: Program) -> dict[str, Any]:
     """Write the Q/DQ graph of ``fp32`` with the program's learned steps; returns the report section."""
     import onnx
 
     from edgec.errors import ModelError
     from edgec.onnxlib import U8S8, TensorQuant, preprocess, write_qdq
+    from edgec.onnxlib.learned import learned_weight_params
 
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
@@ -194,7 +145,9 @@ def quantize_learned(fp32: Path, final: Path, program: Program) -> dict[str, Any
         if folded:
             params = {folded.get(t, t): q for t, q in params.items()}
             onnx.save(model, str(pre))
-        weights, wnotes = weight_params(model, program.quant)
+        # the weights on their recorded grids, read from the pre-processed graph (BatchNorm folded)
+        weights, account = learned_weight_params(pre, program)
+        wnotes = [f"{layer}: {how}" for layer, how in account.items() if not how.startswith("learned")]
         params.update(weights)
         scheme = dataclasses.replace(
             U8S8,

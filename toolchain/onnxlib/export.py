@@ -302,6 +302,8 @@ def _run_exporter(
                 dynamic_axes=axes,
                 do_constant_folding=True,
             )
+            if model is not module:
+                _strip_wrapper(path)  # layer names as the user's module has them, not under the wrapper
             return
         xd = x
         if dynamic and static_batch is None and int(x.shape[0]) == 1:
