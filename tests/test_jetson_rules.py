@@ -15,7 +15,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgec.targets.jetson.rules import FLOAT_OPS_KEY, check_graph, dla_layers
+from edgec.targets.jetson.dla import dla_layers
+from edgec.targets.jetson.rules import FLOAT_OPS_KEY, check_graph
 
 RNG = np.random.default_rng(0)
 

@@ -118,8 +118,9 @@ class JetsonTarget(Target):
     def lower(self, program: Program, out_dir: Path, ctx: PassContext) -> Lowered:
         import onnx
 
+        from edgec.targets.jetson.dla import dla_layers
         from edgec.targets.jetson.graph import build_graph
-        from edgec.targets.jetson.rules import check_graph, dla_layers
+        from edgec.targets.jetson.rules import check_graph
 
         config = ctx.config
         if config is None:

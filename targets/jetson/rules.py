@@ -32,39 +32,33 @@ Operators and opset (onnx-tensorrt 10.1 docs/operators.md: "opset 9 to opset 20"
 ``trt-unsupported-op``  an operator TensorRT 10 does not import (not in the operator table, or a
                      non-standard domain such as ONNX Runtime's com.microsoft ops).
 
-DLA (``dla=True``; Orin DLA on AGX Orin and Orin NX, not Orin Nano):
-
-``dla-precision``    DLA runs FP16 and INT8 only.
-``dla-unsupported-op``  operators Orin DLA does not take through TensorRT (NVIDIA
-                     Deep-Learning-Accelerator-SW, operators/README.md, "Native" column); they fall
-                     back to the GPU only when GPU fallback is allowed, and are listed then instead.
-``dla-matmul-weights``  MatMul on DLA needs a constant second input (same source).
-``dla-dynamic-shape``, ``dla-dim-limit``  DLA needs static shapes; batch <= 4096, other dims <= 8192
-                     (TensorRT developer guide, DLA Supported Layers and Restrictions, general).
-``dla-conv-limit``, ``dla-pool-limit``  per-layer parameter ranges from the same guide's layer table;
-                     recalled from the guide, not re-read here: marked unverified in the table.
+The DLA's rules are in :mod:`edgec.targets.jetson.dla`; the graph view both read is
+:mod:`edgec.targets.jetson.graphview`.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgec.target import Violation
+from edgec.targets.jetson.dla import dla_rules
+from edgec.targets.jetson.graphview import (
+    QDQ_OPS,
+    GraphView,
+    node_attr,
+    node_name,
+    op_names,
+    weight_value,
+)
 
 if TYPE_CHECKING:
     import onnx
 
 
-def _names(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
 #: ONNX operators TensorRT 10 imports (onnx-tensorrt 10.1 docs/operators.md, rows marked Y)
-TRT10_OPS = _names(
+TRT10_OPS = op_names(
     """Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast
     CastLike Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum
     DeformConv DepthToSpace DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike
@@ -80,93 +74,15 @@ TRT10_OPS = _names(
     Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan
     Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor"""
 )
-#: operators Orin DLA runs through TensorRT ("Native" in NVIDIA Deep-Learning-Accelerator-SW
-#: operators/README.md); Flatten / Squeeze / Unsqueeze import as a Shuffle layer like Reshape
-DLA_OPS = _names(
-    """Abs Add AveragePool BatchNormalization Clip Concat Conv ConvTranspose Cos Equal Gemm LeakyRelu
-    LRN MatMul Max MaxPool Mul PRelu Relu Reshape Resize Sigmoid Slice Softmax Sub Sum Tanh
-    Transpose Upsample Flatten Squeeze Unsqueeze"""
-)
-#: resolved at build time, never run on an engine (same source: "can be inferred at build time")
-BUILD_TIME_OPS = frozenset({"Constant", "Shape", "ConstantOfShape", "Identity"})
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 OPSET_RANGE = (9, 20)
 OPSET_INT4 = 21
-DLA_MAX_BATCH, DLA_MAX_DIM = 4096, 8192
 INT8, UINT8, INT32, INT4, UINT4 = 3, 2, 6, 22, 21  # onnx.TensorProto data types
 FP8_TYPES = frozenset({17, 18, 19, 20})
 FLOAT_TYPES = frozenset({1, 10, 16})  # float32, float16, bfloat16
 #: metadata key listing weighted ops the graph keeps in float on purpose (comma-separated names)
 FLOAT_OPS_KEY = "edgec.jetson.float_ops"
 TRT_SOURCE = "onnx-tensorrt 10.1 (QuantDequantLinearHelper, docs/operators.md)"
-DLA_SOURCE = "NVIDIA Deep-Learning-Accelerator-SW operators/README.md"
-
-
-@dataclass
-class _Graph:
-    """Producers, consumers and constant values of one ONNX graph."""
-
-    model: onnx.ModelProto
-    producer: dict[str, Any] = field(default_factory=dict)
-    consumers: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
-    consts: dict[str, np.ndarray] = field(default_factory=dict)
-    const_types: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from onnx import numpy_helper
-
-        g = self.model.graph
-        for init in g.initializer:
-            self.consts[init.name] = numpy_helper.to_array(init)
-            self.const_types[init.name] = init.data_type
-        for node in g.node:
-            for out in node.output:
-                self.producer[out] = node
-            for inp in node.input:
-                if inp:
-                    self.consumers[inp].append(node)
-            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-                t = node.attribute[0].t
-                self.consts[node.output[0]] = numpy_helper.to_array(t)
-                self.const_types[node.output[0]] = t.data_type
-
-    def const(self, name: str) -> np.ndarray | None:
-        return self.consts.get(name)
-
-    def is_constant(self, name: str) -> bool:
-        """A tensor computed from constants only through Q/DQ, Identity, Cast or Reshape (a weight)."""
-        if name in self.consts:
-            return True
-        node = self.producer.get(name)
-        if node is None:
-            return False
-        if node.op_type in ("Identity", "Cast", "QuantizeLinear", "DequantizeLinear", "Reshape", "Transpose"):
-            return all(self.is_constant(i) for i in node.input if i)
-        return False
-
-    def dtype(self, name: str) -> int | None:
-        """Element type of a constant, or of a graph input / value_info entry."""
-        if name in self.const_types:
-            return self.const_types[name]
-        g = self.model.graph
-        for vi in [*g.input, *g.value_info, *g.output]:
-            if vi.name == name:
-                return int(vi.type.tensor_type.elem_type)
-        return None
-
-
-def _name(node: Any) -> str:
-    return node.name or f"{node.op_type}({node.output[0] if node.output else '?'})"
-
-
-def _attr(node: Any, key: str, default: Any) -> Any:
-    from onnx import helper
-
-    for a in node.attribute:
-        if a.name == key:
-            return helper.get_attribute_value(a)
-    return default
 
 
 def opset_of(model: onnx.ModelProto) -> int:
@@ -180,7 +96,7 @@ def output_channel_axis(node: Any, weight_rank: int) -> int | None:
     if node.op_type == "ConvTranspose":
         return 1
     if node.op_type == "Gemm":
-        return 0 if _attr(node, "transB", 0) else 1
+        return 0 if node_attr(node, "transB", 0) else 1
     if node.op_type == "MatMul":
         return weight_rank - 1
     return None
@@ -197,7 +113,7 @@ def check_graph(
     model: onnx.ModelProto, *, precision: str, dla: bool = False, gpu_fallback: bool = False
 ) -> list[Violation]:
     """Every rule above, as rows: what TensorRT (and the DLA, with ``dla``) cannot take in ``model``."""
-    g = _Graph(model)
+    g = GraphView(model)
     rows: list[Violation] = []
     rows += _opset_rules(model, precision)
     rows += _op_rules(model)
@@ -215,7 +131,7 @@ def check_export(
     """The rules that hold before quantization (``edgec check``): opset, operators, the DLA's."""
     rows = _opset_rules(model, "none") + _op_rules(model)
     if dla:
-        rows += dla_rules(_Graph(model), precision, gpu_fallback=gpu_fallback)
+        rows += dla_rules(GraphView(model), precision, gpu_fallback=gpu_fallback)
     return rows
 
 
@@ -240,7 +156,7 @@ def _op_rules(model: onnx.ModelProto) -> list[Violation]:
         if node.domain not in ("", "ai.onnx"):
             rows.append(
                 Violation(
-                    _name(node),
+                    node_name(node),
                     "trt-unsupported-op",
                     f"{node.domain}::{node.op_type} is not a standard ONNX operator; TensorRT imports none",
                     "export without runtime-specific fusions (no ONNX Runtime optimized graph)",
@@ -249,7 +165,7 @@ def _op_rules(model: onnx.ModelProto) -> list[Violation]:
         elif node.op_type not in TRT10_OPS:
             rows.append(
                 Violation(
-                    _name(node),
+                    node_name(node),
                     "trt-unsupported-op",
                     f"{node.op_type} is not in TensorRT 10's ONNX operator table ({TRT_SOURCE})",
                     "replace the operator in the model, or implement it as a TensorRT plugin",
@@ -264,13 +180,13 @@ def _dtype_name(t: int | None) -> str:
     return "unknown" if t is None else TensorProto.DataType.Name(t).lower()
 
 
-def _qdq_rules(g: _Graph, precision: str) -> list[Violation]:
+def _qdq_rules(g: GraphView, precision: str) -> list[Violation]:
     rows: list[Violation] = []
     for node in g.model.graph.node:
         if node.op_type not in QDQ_OPS:
             continue
         is_dq = node.op_type == "DequantizeLinear"
-        name = _name(node)
+        name = node_name(node)
         x, scale_name = node.input[0], node.input[1]
         zp_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
         weight = g.is_constant(x)
@@ -324,14 +240,14 @@ def _qdq_rules(g: _Graph, precision: str) -> list[Violation]:
     return rows
 
 
-def _q_type(g: _Graph, q: Any) -> int | None:
+def _q_type(g: GraphView, q: Any) -> int | None:
     """The type a QuantizeLinear produces: its zero-point's, ``output_dtype``, else ONNX's default uint8."""
     if len(q.input) > 2 and q.input[2]:
         return g.dtype(q.input[2])
-    return int(_attr(q, "output_dtype", 0)) or UINT8
+    return int(node_attr(q, "output_dtype", 0)) or UINT8
 
 
-def _dq_type(g: _Graph, dq: Any) -> int | None:
+def _dq_type(g: GraphView, dq: Any) -> int | None:
     """The type a DequantizeLinear reads: its constant input's, its Q's, or its zero-point's."""
     x = dq.input[0]
     if x in g.const_types:
@@ -344,14 +260,14 @@ def _dq_type(g: _Graph, dq: Any) -> int | None:
     return g.dtype(x)
 
 
-def _zero_point_rule(g: _Graph, node: Any, zp_name: str | None) -> list[Violation]:
+def _zero_point_rule(g: GraphView, node: Any, zp_name: str | None) -> list[Violation]:
     if zp_name is None:
         return []
     zp = g.const(zp_name)
     if zp is None:
         return [
             Violation(
-                _name(node),
+                node_name(node),
                 "qdq-zero-point",
                 f"zero-point '{zp_name}' is not a constant: TensorRT must see it is zero",
                 "store zero-points as initializers",
@@ -361,7 +277,7 @@ def _zero_point_rule(g: _Graph, node: Any, zp_name: str | None) -> list[Violatio
         nz = np.unique(zp[zp != 0])[:4].tolist()
         return [
             Violation(
-                _name(node),
+                node_name(node),
                 "qdq-zero-point",
                 f"zero-point {nz} is not 0: TensorRT supports symmetric quantization only ({TRT_SOURCE})",
                 "quantize symmetrically (zero-point 0) with signed int8",
@@ -370,8 +286,8 @@ def _zero_point_rule(g: _Graph, node: Any, zp_name: str | None) -> list[Violatio
     return []
 
 
-def _scale_rules(g: _Graph, node: Any, scale_name: str, *, weight: bool, int4: bool) -> list[Violation]:
-    name = _name(node)
+def _scale_rules(g: GraphView, node: Any, scale_name: str, *, weight: bool, int4: bool) -> list[Violation]:
+    name = node_name(node)
     scale = g.const(scale_name)
     if scale is None:
         return [
@@ -406,11 +322,11 @@ def _scale_rules(g: _Graph, node: Any, scale_name: str, *, weight: bool, int4: b
             )
         )
         return rows
-    w = _weight_value(g, data)
+    w = weight_value(g, data)
     if w is None:
         return rows
     if scale.ndim == 1:
-        axis = _attr(node, "axis", 1)
+        axis = node_attr(node, "axis", 1)
         axis = axis + w.ndim if axis < 0 else axis
         if axis >= w.ndim or w.shape[axis] != scale.size:
             rows.append(
@@ -448,17 +364,7 @@ def _scale_rules(g: _Graph, node: Any, scale_name: str, *, weight: bool, int4: b
     return rows
 
 
-def _weight_value(g: _Graph, name: str) -> np.ndarray | None:
-    """The constant a weight Q/DQ node works on (through a Q feeding the DQ)."""
-    if name in g.consts:
-        return g.consts[name]
-    node = g.producer.get(name)
-    if node is not None and node.op_type in ("QuantizeLinear", "DequantizeLinear", "Identity", "Cast"):
-        return _weight_value(g, node.input[0])
-    return None
-
-
-def _axis_rule(g: _Graph, node: Any, axis: int, rank: int) -> list[Violation]:
+def _axis_rule(g: GraphView, node: Any, axis: int, rank: int) -> list[Violation]:
     """Per-channel weight scales must lie on the consuming op's output-channel axis."""
     rows = []
     outs = [node.output[0]]
@@ -470,7 +376,7 @@ def _axis_rule(g: _Graph, node: Any, axis: int, rank: int) -> list[Violation]:
             if want is not None and op.input[1] == out and axis != want:
                 rows.append(
                     Violation(
-                        _name(node),
+                        node_name(node),
                         "qdq-axis",
                         f"per-channel scales of the {op.op_type} weight lie on axis {axis}; TensorRT "
                         f"expects the output-channel axis {want}",
@@ -481,7 +387,7 @@ def _axis_rule(g: _Graph, node: Any, axis: int, rank: int) -> list[Violation]:
     return rows
 
 
-def _pair_rule(g: _Graph, q: Any) -> list[Violation]:
+def _pair_rule(g: GraphView, q: Any) -> list[Violation]:
     rows = []
     zp = g.const(q.input[2]) if len(q.input) > 2 and q.input[2] else None
     scale = g.const(q.input[1])
@@ -489,10 +395,10 @@ def _pair_rule(g: _Graph, q: Any) -> list[Violation]:
         if c.op_type != "DequantizeLinear":
             rows.append(
                 Violation(
-                    _name(q),
+                    node_name(q),
                     "qdq-pair",
-                    f"QuantizeLinear output feeds {c.op_type} '{_name(c)}' directly: an int8 tensor cannot "
-                    "enter a float op",
+                    f"QuantizeLinear output feeds {c.op_type} '{node_name(c)}' directly: an int8 tensor "
+                    "cannot enter a float op",
                     "follow every QuantizeLinear by a DequantizeLinear",
                 )
             )
@@ -506,21 +412,22 @@ def _pair_rule(g: _Graph, q: Any) -> list[Violation]:
         if not (same_scale and same_zp):
             rows.append(
                 Violation(
-                    _name(q),
+                    node_name(q),
                     "qdq-pair",
-                    f"the Q/DQ pair '{_name(q)}' -> '{_name(c)}' uses different scales or zero-points",
+                    f"the Q/DQ pair '{node_name(q)}' -> '{node_name(c)}' uses different scales or "
+                    "zero-points",
                     "a DequantizeLinear must undo its QuantizeLinear exactly",
                 )
             )
     return rows
 
 
-def _from_dq(g: _Graph, name: str) -> bool:
+def _from_dq(g: GraphView, name: str) -> bool:
     node = g.producer.get(name)
     return node is not None and node.op_type == "DequantizeLinear"
 
 
-def _placement_rules(g: _Graph, kept_float: set[str]) -> list[Violation]:
+def _placement_rules(g: GraphView, kept_float: set[str]) -> list[Violation]:
     rows = []
     for node in g.model.graph.node:
         if node.op_type not in WEIGHTED_OPS or len(node.input) < 2:
@@ -537,125 +444,12 @@ def _placement_rules(g: _Graph, kept_float: set[str]) -> list[Violation]:
         if missing:
             rows.append(
                 Violation(
-                    _name(node),
+                    node_name(node),
                     "qdq-missing",
                     f"{node.op_type} without Q/DQ on {', '.join(missing)}: in an INT8 graph TensorRT "
                     "runs a weighted op in INT8 only when all of its inputs are quantized",
                     "quantize every input of the op (or list it in the graph's "
                     f"'{FLOAT_OPS_KEY}' metadata to keep it in float)",
-                )
-            )
-    return rows
-
-
-# ---- DLA -----------------------------------------------------------------------------------------
-def dla_layers(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
-    """Names of the compute nodes that can run on the DLA and of those that fall back to the GPU."""
-    on_dla: list[str] = []
-    on_gpu: list[str] = []
-    for node in model.graph.node:
-        if node.op_type in QDQ_OPS or node.op_type in BUILD_TIME_OPS:
-            continue
-        (on_dla if node.op_type in DLA_OPS else on_gpu).append(_name(node))
-    return on_dla, on_gpu
-
-
-def dla_rules(g: _Graph, precision: str, *, gpu_fallback: bool) -> list[Violation]:
-    rows: list[Violation] = []
-    if precision not in ("int8", "fp16"):
-        rows.append(
-            Violation(
-                "(graph)",
-                "dla-precision",
-                f"the DLA runs FP16 and INT8 only; this graph is {precision}",
-                "compile with --quantize int8 or fp16 for --dla",
-            )
-        )
-    for inp in g.model.graph.input:
-        dims = inp.type.tensor_type.shape.dim
-        if any(not d.HasField("dim_value") for d in dims):
-            rows.append(
-                Violation(
-                    inp.name,
-                    "dla-dynamic-shape",
-                    "the DLA needs static shapes; this input has a symbolic dimension",
-                    "compile with --dla (edgec then exports a fixed batch)",
-                )
-            )
-        vals = [d.dim_value for d in dims if d.HasField("dim_value")]
-        if vals and (vals[0] > DLA_MAX_BATCH or any(v > DLA_MAX_DIM for v in vals[1:])):
-            rows.append(
-                Violation(
-                    inp.name,
-                    "dla-dim-limit",
-                    f"shape {vals}: the DLA takes batch <= {DLA_MAX_BATCH} and other dimensions "
-                    f"<= {DLA_MAX_DIM}",
-                    "use a smaller input",
-                )
-            )
-    for node in g.model.graph.node:
-        if node.op_type in QDQ_OPS or node.op_type in BUILD_TIME_OPS:
-            continue
-        if node.op_type not in DLA_OPS and not gpu_fallback:
-            rows.append(
-                Violation(
-                    _name(node),
-                    "dla-unsupported-op",
-                    f"{node.op_type} does not run on the Orin DLA through TensorRT ({DLA_SOURCE})",
-                    "allow GPU fallback ([target.jetson] gpu_fallback = true) or replace the op",
-                )
-            )
-        if gpu_fallback:
-            continue  # what the DLA cannot take runs on the GPU (listed in the report)
-        if node.op_type == "MatMul" and not g.is_constant(node.input[1]):
-            rows.append(
-                Violation(
-                    _name(node),
-                    "dla-matmul-weights",
-                    f"MatMul on the DLA needs a constant second input ({DLA_SOURCE})",
-                    "run it on the GPU (gpu_fallback) or restructure the model",
-                )
-            )
-        rows += _dla_layer_limits(g, node)
-    return rows
-
-
-def _dla_layer_limits(g: _Graph, node: Any) -> list[Violation]:
-    """Per-layer ranges of the TensorRT guide's DLA table (recalled, not re-read: unverified rows)."""
-    checks: list[tuple[str, list[int], int, int]] = []
-    if node.op_type in ("Conv", "ConvTranspose"):
-        w = _weight_value(g, node.input[1]) if len(node.input) > 1 else None
-        kernel = _attr(node, "kernel_shape", list(w.shape[2:]) if w is not None else [])
-        checks = [
-            ("kernel", list(kernel), 1, 32),
-            ("padding", list(_attr(node, "pads", [0])), 0, 31),
-            ("stride", list(_attr(node, "strides", [1])), 1, 8),
-            ("dilation", list(_attr(node, "dilations", [1])), 1, 32),
-            ("groups", [int(_attr(node, "group", 1))], 1, 8192),
-        ]
-        if w is not None:
-            out_ch = w.shape[0] if node.op_type == "Conv" else w.shape[1] * int(_attr(node, "group", 1))
-            checks.append(("output channels", [int(out_ch)], 1, 8192))
-        if len(kernel) != 2:
-            checks.append(("spatial dimensions", [len(kernel)], 2, 2))
-    elif node.op_type in ("MaxPool", "AveragePool"):
-        checks = [
-            ("window", list(_attr(node, "kernel_shape", [])), 1, 8),
-            ("padding", list(_attr(node, "pads", [0])), 0, 7),
-            ("stride", list(_attr(node, "strides", [1])), 1, 16),
-        ]
-    rule = "dla-conv-limit" if node.op_type in ("Conv", "ConvTranspose") else "dla-pool-limit"
-    rows = []
-    for what, values, lo, hi in checks:
-        bad = [v for v in values if not lo <= v <= hi]
-        if bad:
-            rows.append(
-                Violation(
-                    _name(node),
-                    rule,
-                    f"{node.op_type} {what} {values} outside the DLA's range [{lo}, {hi}]",
-                    "change the layer, or let it fall back to the GPU",
-                    verified=False,
                 )
             )
     return rows
