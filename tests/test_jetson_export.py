@@ -38,7 +38,7 @@ def test_jetson_imports_nothing_from_the_cpu_target():
             assert not any(n.startswith("edgec.targets.cpu") for n in names), path.name
     code = (
         "import sys, tempfile, pathlib, edgec.targets.jetson as j, edgec.targets.jetson.graph as g\n"
-        "import edgec.targets.jetson.qdq, edgec.targets.jetson.rules\n"
+        "import edgec.targets.jetson.qdq, edgec.targets.jetson.rules, edgec.targets.jetson.dla\n"
         "from edgec.loading import load_program\n"
         "p = load_program('zoo:digits-cnn')\n"
         "with tempfile.TemporaryDirectory() as d:\n"
@@ -46,7 +46,8 @@ def test_jetson_imports_nothing_from_the_cpu_target():
         "print(info.batch, info.opset, type(info).__module__)\n"
         "print(sorted(m for m in sys.modules if m.startswith('edgec.targets.cpu')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    cmd = [sys.executable, "-c", code]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
     assert out.splitlines() == ["None 17 edgec.onnxlib.export", "[]"]
 
 

@@ -6,9 +6,8 @@ import copy
 import json
 from pathlib import Path
 
+import jsonschema  # a dev dependency (make setup): a missing one fails here instead of skipping
 import pytest
-
-jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is a dev dependency (make setup)")
 
 SCHEMA = Path(__file__).resolve().parent.parent / "docs" / "report-schema.json"
 
