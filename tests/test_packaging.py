@@ -138,3 +138,17 @@ def test_no_module_imports_itself_back_through_another():
         if node not in state:
             visit(node)
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_every_edgec_call_in_the_docs_and_benchmarks_exists():
+    """`edgec.NAME(...)` as README, docs/ and benchmarks/ write it resolves (benchmarks/jetson.py's
+    edgec.build_engine did not: only a Jetson would have found out)."""
+    import re
+
+    import edgec
+
+    texts = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "benchmarks").glob("*.py")]
+    called = {m for p in texts for m in re.findall(r"\bedgec\.([a-z_]+)\(", p.read_text())}
+    assert {"compile", "compress", "build_engine"} <= called
+    missing = sorted(name for name in called if not callable(getattr(edgec, name, None)))
+    assert not missing, f"edgec has no {missing}: add them to edgec/__init__.py's _LAZY"

@@ -37,6 +37,7 @@ _LAZY = {
     "run": "edgec.api",
     "bench": "edgec.api",
     "energy_report": "edgec.api",
+    "build_engine": "edgec.api",
     "load_program": "edgec.loading",
     "Program": "edgec.program",
     "CompileConfig": "edgec.config",
