@@ -169,6 +169,10 @@ def test_recipes_lists_every_pass_with_its_options(cli):
     qp = {o["name"]: o for o in infos["qp-snn"]["options"]}
     assert qp["bits"]["default"] == 4 and qp["criterion"]["default"] == "svs"
     assert infos["qp-snn"]["model_kind"] == "snn" and infos["qp-snn"]["trains"]
+    # and --help names each of them (the issue: "`--help` shows them too")
+    for command in ("compress", "compile"):
+        shown = " ".join(cli(command, "--help").stdout.split())
+        assert all(f" {name}," in shown or f" {name} (" in shown for name in PASSES), (command, shown)
 
 
 # ---- bad input: one line, its exit code, nothing written -------------------------------------------

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from edgec.options import CONFIG_FILE, PassSpec, build, check_value, declared, group, option, parse_shape
+from edgec.passes import pass_names
 
 __all__ = [
     "CONFIG_FILE",
@@ -144,8 +145,9 @@ class CompileConfig(TrainingOptions, DataOptions):
     )
     passes: list[PassSpec] = option(
         [],
-        "a pass or compression recipe to run, in order (repeatable; NAME or NAME:key=value,...; "
-        "`edgec recipes` lists them)",
+        "a pass or compression recipe to run, in order (repeatable; NAME or NAME:key=value,...): "
+        + ", ".join(pass_names())
+        + " (`edgec recipes` lists their options)",
         kind="passes",
         flag="--recipe",
         aliases=("--pass",),
