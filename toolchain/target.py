@@ -1,8 +1,8 @@
 """The Target interface: a target decides (``check``), then emits (``lower``), after ExecuTorch.
 
 A target owns its IR and its SDK. Core code never branches on a target's name; it looks the
-target up once in :data:`TARGETS` (a lazy table: the target's module is imported only when
-chosen) and calls these methods:
+target up once in :data:`TARGETS` (a lazy table of the installed ``edgec.targets`` entry points,
+:mod:`edgec.plugins`: a target's module is imported only when chosen) and calls these methods:
 
 ``availability()``                  is it usable here, and what is missing (no SDK import)
 ``prepare_passes(program, config)`` passes the target wants before lowering (e.g. fold BN)
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import numpy as np
 
 from edgec.errors import MissingDependency, UsageError
+from edgec.plugins import TARGET_GROUP, load, registered
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -50,12 +51,10 @@ if TYPE_CHECKING:
 #: precision it ran at, its threads, its device) that ``bench`` reports.
 Session = Callable[[np.ndarray], dict[str, np.ndarray]]
 
-# name -> "module:Class". The only place that lists targets.
-TARGETS: dict[str, str] = {
-    "cpu": "edgec.targets.cpu:CpuTarget",
-    "loihi": "edgec.targets.loihi:LoihiTarget",
-    "jetson": "edgec.targets.jetson:JetsonTarget",
-}
+#: name -> "module:Class", read from the ``edgec.targets`` entry points of the installed packages:
+#: edgec's own three are declared in its pyproject.toml, and a target package adds itself the same way
+#: in its own, so a new target touches no file of edgec's core (docs/adding-a-target.md)
+TARGETS: dict[str, str] = dict(registered(TARGET_GROUP))
 
 
 class EnergyProbe(Protocol):
@@ -455,7 +454,22 @@ def cost_table_catalogue() -> list[tuple[str, str, str]]:
 def get_target(name: str) -> Target:
     """The target registered under ``name``; its module is imported now, its SDK not yet."""
     if name not in TARGETS:
-        raise UsageError(f"unknown target '{name}'", hint=f"choose one of: {', '.join(target_names())}")
-    module, _, cls_name = TARGETS[name].partition(":")
-    cls = getattr(importlib.import_module(module), cls_name)
-    return cls()
+        hint = (
+            f"choose one of: {', '.join(target_names())}"
+            if TARGETS
+            else "no target is registered: install edgec (make setup; its targets are entry points)"
+        )
+        raise UsageError(f"unknown target '{name}'", hint=hint)
+    cls = load(TARGETS[name])
+    if not (isinstance(cls, type) and issubclass(cls, Target)):
+        raise UsageError(
+            f"the target registered as '{name}' ({TARGETS[name]}) is not a Target class",
+            hint="fix the edgec.targets entry point of the package that registers it",
+        )
+    try:
+        return cls()
+    except TypeError as exc:  # e.g. an abstract method left out
+        raise UsageError(
+            f"the target registered as '{name}' ({TARGETS[name]}) cannot be created: {exc}",
+            hint="complete the Target subclass of the package that registers it (docs/adding-a-target.md)",
+        ) from exc

@@ -74,7 +74,14 @@ class JetsonTarget(Target):
     requires = ("onnx", "onnxruntime")
     optional: ClassVar[dict[str, str]] = {"engine build / backend tensorrt": "tensorrt"}
     backends = ("onnxruntime", "tensorrt")
-    precisions = ("none", "fp16", "int8", "int4-weights")
+    precisions: ClassVar[dict[str, str]] = {
+        "none": "FP32 graph (TensorRT runs it in FP32 / TF32)",
+        "fp16": "FP16 graph, inputs and outputs kept FP32 (strongly typed: no builder precision flag)",
+        "int8": "INT8 explicit Q/DQ: symmetric int8, per-channel weights, per-tensor activations "
+        "(needs --calib, or the scales a QAT recipe learned)",
+        "int4-weights": "INT4 weight-only blocks on MatMul / Gemm weights, activations in float "
+        "(transformers)",
+    }
     # energy: Jetson Orin Nano 8 GB, module power at peak over peak throughput (an estimate until measured);
     # int4 weight-only computes with float activations, priced as FP16 tensor-core MACs
     cost_tables: ClassVar[dict[str, str]] = {

@@ -53,7 +53,7 @@ def targets_cmd(as_json: JsonOpt = False) -> None:
     for r in rows:
         notes = ", ".join(r["missing"]) + ("; " if r["missing"] and r["note"] else "") + r["note"]
         usable = "usable here" if r["usable"] else "not usable here"
-        out.print(f"[bold]{r['name']}[/] ({usable}{': ' + notes if notes else ''}): {r['description']}")
+        out.print(f"[bold]{r['name']}[/] ({usable}{'; ' + notes if notes else ''}): {r['description']}")
         for k, v in r["precisions"].items():
             out.print(f"  --quantize {k}: {v}", highlight=False, markup=False)
         for o in r["options"]:

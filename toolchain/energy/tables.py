@@ -17,23 +17,11 @@ wider in practice (Horowitz: int32 add 0.1 pJ); the table keeps the published 8-
 Memory: SRAM (8 KB array) 64-bit read 10 pJ (Horowitz 2014); DRAM 32-bit access 640 pJ (Han et
 al., "Learning both weights and connections", NIPS 2015, table derived from Horowitz).
 
-``loihi1-davies2018``: Davies et al., "Loihi: a neuromorphic manycore processor with on-chip
-learning", IEEE Micro 38(1), 2018, Table 2: synaptic spike operation (minimum) 23.6 pJ, neuron
-update 81 pJ (active) / 52 pJ (inactive), within-tile spike energy 1.7 pJ. These are Loihi 1,
-pre-silicon figures. No public per-operation figure exists for Loihi 2 (its published numbers are
-per-inference measurements), so applying this table to a Loihi 2 deployment is an *assumption*,
-and every report that uses it says so.
-
-``orin-nano-int8`` / ``orin-nano-fp16`` / ``orin-nano-fp32``: Jetson Orin Nano 8 GB (Ampere GPU, 1024
-CUDA cores, 32 tensor cores, 25 W mode of JetPack 6.1+), priced as *module power at peak throughput
-divided by the peak rate*: 25 W over the datasheet's 67 sparse INT8 TOPS (33.5 dense: Ampere's 2:4
-sparsity doubles the sparse figure; 2 operations per MAC) gives 1.49 pJ per INT8 MAC; FP16 tensor
-cores run at half the INT8 rate (2.99 pJ); FP32 runs on the CUDA cores, 1024 x 1.02 GHz FMAs
-(23.9 pJ), which also price element-wise operations. No primary per-operation energy figure for
-Ampere or Orin is published: these are derived from NVIDIA's module datasheet figures (read here
-from a secondary transcription), include everything the module draws (CPU, DRAM, I/O) and assume
-a fully used GPU, so they are coarse estimates; a measured figure (``edgec bench`` on the module,
-integrated rail power) replaces them.
+Tables a target brings with it live in its own package and are found through the entry-point
+group ``edgec.cost_tables`` (:mod:`edgec.plugins`): ``loihi1-davies2018`` in
+``edgec.targets.loihi.costs``, ``orin-nano-int8`` / ``-fp16`` / ``-fp32`` in
+``edgec.targets.jetson.costs``. This module keeps the technology-neutral CMOS tables that every
+report compares targets with, and the :class:`CostTable` / :class:`Price` types.
 """
 
 from __future__ import annotations
@@ -49,14 +37,6 @@ HOROWITZ_2014 = (
 HAN_2015 = (
     "S. Han et al., 'Learning both weights and connections for efficient neural networks', "
     "NIPS 2015 (energy table derived from Horowitz 2014)"
-)
-ORIN_NANO_DATASHEET = (
-    "NVIDIA Jetson Orin Nano Super Developer Kit datasheet (Dec 2024): 67 TOPS INT8 (sparse), 25 W, "
-    "1024 CUDA cores / 32 tensor cores at 1.02 GHz; read from a secondary transcription"
-)
-DAVIES_2018 = (
-    "M. Davies et al., 'Loihi: a neuromorphic manycore processor with on-chip learning', "
-    "IEEE Micro 38(1), 2018, Table 2"
 )
 
 
@@ -163,67 +143,7 @@ def _cmos45(precision: str, mult: float, add: float, bits: int, other_bits: int)
     )
 
 
-_LOIHI = CostTable(
-    name="loihi1-davies2018",
-    version=1,
-    title="Loihi 1 per-operation energy, pre-silicon (Davies et al. 2018)",
-    precision="loihi",
-    weight_bits=8,  # Loihi 2 netx weights: 8-bit mantissa (see docs/loihi.md)
-    other_param_bits=16,  # bias: 13-bit mantissa + 3-bit exponent
-    activation_bits=1,  # binary spikes between cores
-    prices={
-        "ac": Price(23.6, f"{DAVIES_2018}: synaptic spike operation (minimum)"),
-        "neuron_update": Price(81.0, f"{DAVIES_2018}: neuron update, active"),
-        "neuron_update_inactive": Price(52.0, f"{DAVIES_2018}: neuron update, inactive"),
-        "spike": Price(
-            1.7, f"{DAVIES_2018}: within-tile spike energy (minimum; 3.0 / 4.0 pJ per hop E-W / N-S)"
-        ),
-    },
-    memory_model="included",
-    caveats=(
-        "Loihi 1 pre-silicon figures (Davies et al. 2018, Table 2); no public per-operation energy exists "
-        "for Loihi 2, so applying them to Loihi 2 is an assumption",
-        "a secondary transcription gives 52 / 5 pJ for active / inactive neuron updates: unverified",
-        "synaptic memory reads are part of the per-operation figures (weights live in core SRAM)",
-        "synaptic operations on graded (non-binary) input are not priced by this table",
-        "spike routing is priced at the within-tile minimum; hops between tiles cost 3.0-4.0 pJ more",
-    ),
-    citations=(DAVIES_2018,),
-)
-
-
-def _orin_nano(precision: str, pj_mac: float, derived: str) -> CostTable:
-    """Jetson Orin Nano 8 GB GPU: module power at peak over the peak rate (see the module docstring)."""
-    fp32_op = round(25.0 / (1024 * 1.02e9) * 1e12, 3)
-    bits = {"int8": 8, "fp16": 16, "fp32": 32}[precision]
-    return CostTable(
-        name=f"orin-nano-{precision}",
-        version=1,
-        title=f"Jetson Orin Nano 8 GB GPU, {precision}, 25 W module power at peak throughput (estimate)",
-        precision=precision,
-        weight_bits=bits,
-        other_param_bits=32 if precision == "int8" else bits,
-        activation_bits=bits,
-        prices={
-            "mac": Price(pj_mac, ORIN_NANO_DATASHEET, derived=derived),
-            "add": Price(
-                fp32_op, ORIN_NANO_DATASHEET, derived="25 W / (1024 CUDA cores x 1.02 GHz): one CUDA-core op"
-            ),
-        },
-        memory_model="included",
-        caveats=(
-            "no primary per-operation energy figure is published for Ampere or Orin: derived from NVIDIA's "
-            "module datasheet figures (peak throughput at the 25 W mode), read from a secondary "
-            "transcription",
-            "includes everything the module draws at full load (CPU, DRAM, I/O): memory energy is part of "
-            "the per-operation price, not priced apart",
-            "assumes a fully used GPU: small models and batch 1 run far below peak, so real energy per "
-            "inference is higher; an estimate until `edgec bench` on the module measures it",
-        ),
-        citations=(ORIN_NANO_DATASHEET,),
-    )
-
-
+#: the core's own tables; :func:`table_names` and :func:`get_table` add those targets register
 TABLES: dict[str, CostTable] = {
     t.name: t
     for t in (
@@ -231,20 +151,36 @@ TABLES: dict[str, CostTable] = {
         _cmos45("fp16", 1.1, 0.4, 16, 16),
         # int8 inference (ONNX Runtime QDQ): int8 weights, int32 biases, uint8 activations
         _cmos45("int8", 0.2, 0.03, 8, 32),
-        _LOIHI,
-        _orin_nano("int8", 1.493, "25 W / (33.5e12 dense INT8 ops/s / 2 ops per MAC)"),
-        _orin_nano("fp16", 2.985, "25 W / (16.75e12 dense FP16 tensor ops/s / 2 ops per MAC)"),
-        _orin_nano("fp32", 23.94, "25 W / (1024 CUDA cores x 1.02 GHz FMA/s)"),
     )
 }
 
 
+def table_names() -> list[str]:
+    """Every cost table: the core's and those installed packages register (``edgec.cost_tables``)."""
+    from edgec.plugins import COST_TABLE_GROUP, registered
+
+    return sorted({*TABLES, *registered(COST_TABLE_GROUP)})
+
+
 def get_table(name: str) -> CostTable:
     """The table called ``name`` (``name@version`` is accepted when the version matches)."""
+    from edgec.plugins import COST_TABLE_GROUP, load, registered
+
     base, _, version = name.partition("@")
     table = TABLES.get(base)
+    if table is None and base in registered(COST_TABLE_GROUP):
+        found = load(registered(COST_TABLE_GROUP)[base])
+        if not isinstance(found, CostTable) or found.name != base:
+            raise UsageError(
+                f"the cost table registered as '{base}' ({registered(COST_TABLE_GROUP)[base]}) is not a "
+                f"CostTable named '{base}'",
+                hint="fix the edgec.cost_tables entry point of the package that registers it",
+            )
+        table = found
     if table is None:
-        raise UsageError(f"unknown energy cost table '{name}'", hint=f"choose one of: {', '.join(TABLES)}")
+        raise UsageError(
+            f"unknown energy cost table '{name}'", hint=f"choose one of: {', '.join(table_names())}"
+        )
     if version and version != str(table.version):
         raise UsageError(
             f"energy cost table '{name}' is not available (this edgec has {table.ref})",
