@@ -184,6 +184,8 @@ def test_recipes_lists_every_pass_with_its_options(cli):
         (["-r", "qp-snn:prune=1"], 2, "outside [0, 1)"),
         (["-r", "qp-snn:bogus=1"], 2, "unknown option(s) of pass 'qp-snn': bogus; its options are: bits,"),
         (["-r", "qp-snn:bits=four"], 2, "option bits must be an integer, got 'four'"),
+        (["-r", "qp-snn:lr=inf"], 2, "option lr must be a finite number, got inf"),
+        (["--lr", "nan"], 2, "must be a finite number, got nan"),
         (["zoo:digits-cnn", "-r", "q-snn"], 2, "compresses spiking networks (SNNs); this model is an ANN"),
         (["--no-train"], 2, "needs labelled training data"),
         (["--train-data", "bad.npz"], 3, "has samples of shape (5,), the model takes (1, 8, 8)"),

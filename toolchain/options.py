@@ -274,6 +274,8 @@ def check_value(opt: Declared, value: Any, where: str) -> Any:
         value = int(value)
     elif base is float:
         value = float(value)
+        if not math.isfinite(value):  # lr=inf trains to garbage and nan passes every range check
+            raise UsageError(f"{where} must be a finite number, got {value}")
     elif base is str:
         value = str(value)
     if info.choices and value not in info.choices:
