@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import require_module
 from torch import nn
 
 import edgec
@@ -95,6 +96,11 @@ def test_zoo_digits_cnn_converted_and_deployed_stays_within_3_points_of_the_ann(
     assert m["samples"] == 540
     assert m["accuracy_original"] - m["accuracy_artifact"] <= 0.03, m
     assert m["accuracy_source"] - m["accuracy_artifact"] <= 0.01
+    # the converted IF network (no decay, reset to 0, threshold-balanced) in real Lava, spike for spike
+    require_module("lava.magma", "EDGEC_REQUIRE_LAVA", "make setup installs lava-nc / lava-dl")
+    lava = edgec.verify(out, backend="lava", limit=8).metrics
+    assert lava["lava_samples_identical"] == 8 and lava["lava_spikes_identical"] == 1.0, lava
+    assert lava["lava_output_spikes"] > 8 * 5  # the outputs really spike
 
 
 def test_max_pooling_is_refused_by_default_with_what_to_do(cli):
