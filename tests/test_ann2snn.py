@@ -145,3 +145,15 @@ def test_negative_inputs_cannot_be_rate_coded():
     )
     with pytest.raises(DataError, match="needs values >= 0"):
         ANN2SNN().call(prog, ctx)
+
+
+def test_the_per_layer_balancing_reads_as_one_entry_per_layer():
+    from edgec.cli.compress import pass_summary
+
+    layers = [
+        {"layer": "features.0", "lambda": 3.0, "notes": "features.1 folded"},
+        {"layer": "classifier.3", "lambda": 9.86, "notes": ""},
+    ]
+    line = pass_summary({"stats": {"timesteps": 32, "layers": layers}})
+    rows = "features.0 (lambda 3, notes: features.1 folded), classifier.3 (lambda 9.86)"
+    assert line == f"timesteps: 32; layers: {rows}"

@@ -40,8 +40,16 @@ def _fmt(value: Any) -> str:
             return f"{_fmt(value['channels'])} -> {_fmt(value['kept'])}"
         return ", ".join(_entry(str(k), v) for k, v in value.items())
     if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, dict) and "layer" in v for v in value):  # one row per layer
+            return ", ".join(_layer_row(v) for v in value)
         return ", ".join(_fmt(v) for v in value)
     return str(value)
+
+
+def _layer_row(row: dict[str, Any]) -> str:
+    """``name (key value, ...)``: a per-layer statistic, its empty fields left out."""
+    rest = [_entry(str(k), v) for k, v in row.items() if k != "layer" and v not in ("", None, [], {})]
+    return f"{row['layer']} ({', '.join(rest)})" if rest else str(row["layer"])
 
 
 def _entry(key: str, value: Any) -> str:
