@@ -92,11 +92,18 @@ class ReScaW(WeightQuantizer):
     times ``gamma/s``, so the grid has no zero (:attr:`LayerQuant.odd_levels`).
     """
 
-    def __init__(self, bits: int, *, per_channel: bool = True, clip_gradient: bool = True) -> None:
+    def __init__(
+        self, bits: int, *, per_channel: bool = True, clip_gradient: bool = True, clip: float = 1.0
+    ) -> None:
         super().__init__()
         if not 1 <= bits <= 8:
             raise ValueError(f"ReScaW takes 1..8 bits, got {bits}")
+        if not clip > 0:
+            raise ValueError(f"ReScaW's clip must be > 0, got {clip}")
         self.bits = bits
+        # the clamp at clip * mean|W| (1: the paper's); a wider clamp is the ablation of
+        # benchmarks/results/snn_compression.md, not part of the method
+        self.clip = clip
         self.per_channel = per_channel
         # True: the clamp stops gradients outside [-gamma, gamma] (a clipped STE); False: the whole
         # quantizer is straight-through on W / gamma, so a clipped weight keeps learning
@@ -105,7 +112,7 @@ class ReScaW(WeightQuantizer):
 
     def gamma(self, w: torch.Tensor) -> torch.Tensor:
         g = w.detach().abs().flatten(1).mean(1) if self.per_channel else w.detach().abs().mean().reshape(1)
-        return g.clamp_min(1e-12)
+        return (self.clip * g).clamp_min(1e-12)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         g = _per_channel(self.gamma(w), w) if self.per_channel else self.gamma(w)

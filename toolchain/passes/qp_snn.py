@@ -61,6 +61,12 @@ class QPSNN(TrainingPass):
         "ReScaW's gradient: clipped (zero outside the clamp at ±mean|W|) | straight (through the clamp too)",
         choices=("clipped", "straight"),
     )
+    clip: float = option(
+        1.0,
+        "ReScaW's clamp in multiples of mean|W| (1: the paper's; wider keeps more outliers, coarser steps)",
+        minimum=0.01,
+        maximum=100.0,
+    )
     prune_at: float = option(0.5, "share of the epochs trained quantized before pruning (0: prune first)")
     layers: str = option("", "per-layer widths, e.g. net.3:6+Linear:8 (0 or skip: leave uncompressed)")
     epochs: int | None = option(None, "fine-tuning epochs (default: the command's --epochs)")
@@ -90,7 +96,9 @@ class QPSNN(TrainingPass):
         def rescaw(bits: int) -> WeightQuantizer:
             if self.quantizer == "uniform":
                 return UniformWeight(max(bits, 2), per_channel=self.per_channel)
-            return ReScaW(bits, per_channel=self.per_channel, clip_gradient=self.gradient == "clipped")
+            return ReScaW(
+                bits, per_channel=self.per_channel, clip_gradient=self.gradient == "clipped", clip=self.clip
+            )
 
         attach_weight_quantizers(prog.module, plan, rescaw)
         options = self.finetune_options(ctx)
