@@ -231,7 +231,7 @@ def train_detr_shapes(epochs: int = 60, lr: float = 1e-3, seed: int = 0) -> tupl
     torch.manual_seed(seed)
     model = TinyDETR()
     program = detection_program(model)
-    assert isinstance(program, Program)
+    assert isinstance(program, Program)  # detection_program builds a Program
     options = FinetuneOptions(epochs=epochs, lr=lr, seed=seed, batch_size=32)
     finetune(program, open_dataset("builtin:shapes:train"), None, options, description="training")
     x, targets = open_dataset("builtin:shapes:holdout").targets()

@@ -25,7 +25,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # resolve: editable i
 def digits_arrays() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     x_tr, y_tr = open_dataset("builtin:digits:train").arrays()
     x_ho, y_ho = open_dataset("builtin:digits:holdout").arrays()
-    assert y_tr is not None and y_ho is not None
+    assert y_tr is not None and y_ho is not None  # builtin digits are labelled
     return torch.from_numpy(x_tr), torch.from_numpy(y_tr), torch.from_numpy(x_ho), torch.from_numpy(y_ho)
 
 
@@ -156,7 +156,7 @@ def train_with_core_loop(
     options = FinetuneOptions(epochs=epochs, lr=lr, seed=seed)
     finetune(program, open_dataset("builtin:digits:train"), None, options, description="training")
     x_ho, y_ho = open_dataset("builtin:digits:holdout").arrays()
-    assert y_ho is not None
+    assert y_ho is not None  # builtin digits are labelled
     return model, evaluate(program, model, x_ho, y_ho)
 
 

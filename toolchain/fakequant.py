@@ -183,7 +183,7 @@ def original_weight(module: nn.Module, param: str = "weight") -> torch.Tensor:
     if not parametrize.is_parametrized(module, param):
         return weight_of(module, param)
     w = getattr(module, "parametrizations")[param].original  # noqa: B009
-    assert isinstance(w, torch.Tensor)
+    assert isinstance(w, torch.Tensor)  # is_parametrized: torch keeps the tensor as .original
     return w
 
 

@@ -54,7 +54,7 @@ def layer_spec(m: nn.Module) -> dict[str, Any]:
     if isinstance(m, LI):
         return {"type": "LI", "features": m.features, "dv": float(m.dv), "bias": m.bias is not None}
     if type(m) in (CubaLIF, LIF, IF):
-        assert isinstance(m, CubaLIF)
+        assert isinstance(m, CubaLIF)  # LIF and IF subclass CubaLIF
         spec: dict[str, Any] = {
             "type": type(m).__name__,
             "features": m.features,

@@ -187,7 +187,7 @@ class NetBuilder:
     def synapse_rows(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         m = self.pending
         inner = m.module if isinstance(m, TimeDistributed) else m
-        assert isinstance(inner, (nn.Linear, nn.Conv1d, nn.Conv2d))
+        assert isinstance(inner, (nn.Linear, nn.Conv1d, nn.Conv2d))  # only synapse() sets pending, to these
         return inner.weight, inner.bias
 
     def scale_rows(self, name: str, g: np.ndarray) -> bool:
@@ -356,7 +356,7 @@ class NetBuilder:
             with torch.no_grad():
                 lin.weight.copy_(torch.as_tensor(w))
                 if has_bias:
-                    assert lin.bias is not None and bias is not None
+                    assert lin.bias is not None and bias is not None  # has_bias implies both
                     lin.bias.copy_(torch.as_tensor(bias.reshape(-1)))
             self.add(lin, synapse=True)
             return

@@ -208,7 +208,7 @@ class Emulator:
             for st in self.stages:
                 if st.kind == "flatten":
                     continue
-                assert st.bias_full is not None
+                assert st.bias_full is not None  # _stage sets it for every non-flatten stage
                 st.c_cuba = Cuba(self._c, st.keep_u, st.keep_v, st.vth, st.bias_full)
                 la = st.layer
                 if st.matrix is not None and not st.floor_shift:
@@ -240,7 +240,7 @@ class Emulator:
     def _stage(self, la: Layer) -> _Stage:
         if la.kind == "flatten":
             return _Stage(la, "flatten")
-        assert la.weight is not None and la.neuron is not None
+        assert la.weight is not None and la.neuron is not None  # every netlist builder sets both
         st = _Stage(la, la.kind)
         if la.kind == "dense":
             st.dense = netx_dense_load(la.weight)
@@ -329,7 +329,7 @@ class Emulator:
             return s.reshape(t_steps, batch, -1)
         sums: np.ndarray
         if st.kind == "dense":
-            assert st.dense is not None and st.matrix is not None
+            assert st.dense is not None and st.matrix is not None  # _stage sets both for dense
             flat = s.reshape(t_steps * batch, -1)
             # few rows (batch 1): the event-driven C kernel; many rows: BLAS (exact, multi-threaded, faster)
             small = flat.shape[0] < self._blas_min_rows

@@ -374,13 +374,13 @@ def _blocks(
             layers.append(FloatLayer("flatten", label, shape, out_shape))
             shape = out_shape
         elif role == "synapse":
-            assert mod is not None
+            assert mod is not None  # roles other than flatten come from modules
             if pending is not None:
                 w.add(pending.name, "synapse-without-neuron", f"followed by another synapse ({label})")
             pending = _synapse_layer(label, mod, shape, w)
             shape = pending.out_shape
         elif role == "neuron":
-            assert isinstance(mod, CubaLIF)
+            assert isinstance(mod, CubaLIF)  # _classify_module's neuron role
             if pending is None:
                 w.add(
                     label,
@@ -423,7 +423,7 @@ def _synapse_layer(name: str, m: nn.Module, in_shape: tuple[int, ...], w: _Walke
             w.add(name, "dense-input-shape", f"Linear on per-sample input of shape {in_shape}")
         out_shape = (m.out_features,) if rec is None else rec[1]
         return FloatLayer("dense", name, in_shape, out_shape, **common)
-    assert isinstance(m, nn.Conv2d)
+    assert isinstance(m, nn.Conv2d)  # synapse role: Linear (above) or Conv2d
     padding: tuple[int, int] = (0, 0)
     if m.padding_mode != "zeros":
         w.add(name, "conv-options", f"padding_mode='{m.padding_mode}'")

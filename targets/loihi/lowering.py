@@ -124,7 +124,7 @@ def multipliers(k: int) -> list[int]:
 
 def _grids(fl: FloatLayer, bits: int, calibrate: bool) -> list[_Grid]:
     """Candidate weight grids of a layer, best guess first."""
-    assert fl.weight is not None
+    assert fl.weight is not None  # dense / conv FloatLayers carry weights
     w = fl.weight
     if fl.weight_scale is not None:  # the layer's own grid (a quantizer's): W = weight_scale * q, kept
         q = np.rint(w / fl.weight_scale).astype(np.int64)
@@ -151,7 +151,7 @@ def _grids(fl: FloatLayer, bits: int, calibrate: bool) -> list[_Grid]:
 
 def _fit_ranges(fl: FloatLayer, grid: _Grid, bits: int) -> _Grid:
     """Coarsen ``sigma`` where the threshold or the bias would overflow its field."""
-    assert fl.weight is not None
+    assert fl.weight is not None  # dense / conv FloatLayers carry weights
     need = fl.threshold / VTH_MANT_MAX
     if fl.bias is not None and np.any(fl.bias):
         need = max(need, float(np.abs(fl.bias).max()) / BIAS_MANT_MAX)
@@ -182,7 +182,7 @@ def _loadable(fl: FloatLayer, grid: _Grid) -> _Grid:
 
 def build_layer(fl: FloatLayer, grid: _Grid) -> Layer:
     """The netlist layer for ``fl`` on ``grid``."""
-    assert fl.weight is not None
+    assert fl.weight is not None  # dense / conv FloatLayers carry weights
     weight = grid.q * grid.mult
     bias = None
     if fl.bias is not None and np.any(fl.bias):
@@ -209,7 +209,7 @@ def build_layer(fl: FloatLayer, grid: _Grid) -> Layer:
 
 
 def _row(fl: FloatLayer, grid: _Grid, la: Layer, bits: int) -> dict[str, Any]:
-    assert fl.weight is not None and la.weight is not None and la.neuron is not None
+    assert fl.weight is not None and la.weight is not None and la.neuron is not None  # build_layer sets them
     deq = la.weight * grid.sigma
     err = deq - fl.weight
     norm = float(np.sqrt(np.mean(fl.weight**2))) or 1.0
@@ -266,7 +266,7 @@ def plan_layer(
     calib: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> LayerPlan:
     """Quantize one float layer; ``calib`` = (input spikes, float output spikes) chooses the clipping."""
-    assert fl.weight is not None and fl.kind in ("dense", "conv")
+    assert fl.weight is not None and fl.kind in ("dense", "conv")  # plan_network skips flattens
     bits = fl.weight_bits if fl.weight_bits is not None else options.weight_bits
     violations: list[Violation] = []
     if not MIN_BITS <= bits <= MAX_BITS:
@@ -321,7 +321,7 @@ def plan_layer(
 
 
 def _range_violations(fl: FloatLayer, grid: _Grid, la: Layer, row: dict[str, Any]) -> list[Violation]:
-    assert la.neuron is not None
+    assert la.neuron is not None  # build_layer sets the neuron
     out = []
     n = la.neuron
     if n.vth_mant > VTH_MANT_MAX or n.vth_mant < 1:
@@ -372,14 +372,14 @@ def _range_violations(fl: FloatLayer, grid: _Grid, la: Layer, row: dict[str, Any
 def _agreement(la: Layer, calib: tuple[np.ndarray, np.ndarray]) -> float:
     x, ref = calib
     got = Emulator(Netlist(la.in_shape, [la])).run(x)
-    assert isinstance(got, np.ndarray)
+    assert isinstance(got, np.ndarray)  # run() without record returns the spikes
     return float((got == ref).mean())
 
 
 def _layer_stats(la: Layer, calib: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
     x, ref = calib
     got = Emulator(Netlist(la.in_shape, [la])).run(x)
-    assert isinstance(got, np.ndarray)
+    assert isinstance(got, np.ndarray)  # run() without record returns the spikes
     return {
         "spike_agreement": float((got == ref).mean()),
         "rate_float": float(ref.mean()),

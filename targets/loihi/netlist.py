@@ -188,7 +188,7 @@ def write_netx(net: Netlist, path: str | Path) -> None:
             g.create_dataset("shape", data=np.asarray(la.out_shape, dtype=np.int64))
             if la.kind == "flatten":
                 continue
-            assert la.weight is not None and la.neuron is not None
+            assert la.weight is not None and la.neuron is not None  # dense / conv layers carry both
             if la.kind == "dense":
                 g.create_dataset("inFeatures", data=np.int64(la.weight.shape[1]))
                 g.create_dataset("outFeatures", data=np.int64(la.weight.shape[0]))

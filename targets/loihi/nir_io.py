@@ -61,7 +61,7 @@ DT = 1e-4
 
 
 def _bias_full(la: Layer) -> np.ndarray:
-    assert la.neuron is not None
+    assert la.neuron is not None  # dense / conv layers only (callers skip flatten)
     shape = la.out_shape
     if la.neuron.bias is None:
         return np.zeros(shape)
@@ -83,7 +83,7 @@ def _synapse_bias(la: Layer) -> np.ndarray | None:
 
 def _neuron_nodes(la: Layer, dt: float) -> list[tuple[str, Any]]:
     """The layer's neuron as NIR nodes: the core's float mapping (edgec.nirgraph) in integer units."""
-    assert la.neuron is not None
+    assert la.neuron is not None  # dense / conv layers only (callers skip flatten)
     n = la.neuron
     bias = np.zeros(la.out_shape) if _synapse_bias(la) is not None else _bias_full(la)
     return neuron_nodes(
@@ -127,7 +127,7 @@ def netlist_to_nir(
             )
             order.append(name)
             continue
-        assert la.weight is not None
+        assert la.weight is not None  # not a flatten: dense / conv layers carry weights
         if scales is not None:
             meta["edgec_scale"] = float(scales[compute])  # type: ignore[assignment]
         compute += 1

@@ -63,8 +63,8 @@ class _Stage:
 
 def _fold_bn(syn: nn.Module, bn: nn.Module) -> None:
     """BatchNorm (eval statistics) into the synapse before it: exact."""
-    assert isinstance(syn, (nn.Conv2d, nn.Linear))
-    assert isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d))
+    assert isinstance(syn, (nn.Conv2d, nn.Linear))  # stages() folds only into these
+    assert isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d))  # stages() checks the type
     rv = bn.running_var
     rm = bn.running_mean
     if rv is None or rm is None:
@@ -91,7 +91,7 @@ def _pool_conv(pool: Any, channels: int) -> nn.Conv2d:
     conv = nn.Conv2d(channels, channels, k, stride=stride, padding=pool.padding, groups=channels, bias=True)
     with torch.no_grad():
         conv.weight.fill_(1.0 / (k[0] * k[1]))
-        assert conv.bias is not None
+        assert conv.bias is not None  # built with bias=True
         conv.bias.zero_()
     return conv
 
@@ -201,7 +201,7 @@ class ANN2SNN(Pass):
                         f"ann2snn: {label} does not follow a Conv2d / Linear", hint="fold it first"
                     )
                 inner = last.synapse.inner if isinstance(last.synapse, _PoolThen) else last.synapse
-                assert inner is not None
+                assert inner is not None  # a synapse stage holds its synapse
                 _fold_bn(inner, op)
                 last.notes.append(f"{label} folded")
             elif op == "relu" or isinstance(op, nn.ReLU):
@@ -290,7 +290,7 @@ class ANN2SNN(Pass):
             has_bias = bias is not None and bool(torch.any(bias != 0))
             neuron = IF(channels if has_bias else None, threshold=1.0, bias=has_bias)
             if has_bias:
-                assert neuron.bias is not None and bias is not None
+                assert neuron.bias is not None and bias is not None  # has_bias: bias given, IF built with one
                 with torch.no_grad():
                     neuron.bias.copy_(bias)
             layers.append(neuron)
@@ -373,7 +373,7 @@ class _AnnView:
             if s.kind == "flatten":
                 pending_flat.append(s.name)
                 continue
-            assert s.synapse is not None
+            assert s.synapse is not None  # not a flatten: a synapse stage, which holds one
             syn = s.synapse
             if isinstance(syn, _PoolThen):
                 syn, shape, extra = self._fold_pool(s, syn, shape, bool(pending_flat))
@@ -408,7 +408,7 @@ class _AnnView:
                 p = pt.pool(basis).reshape(n, -1).T  # [pooled, n]
                 lin = nn.Linear(n, inner.out_features, bias=True)
                 lin.weight.copy_(inner.weight @ p)
-                assert inner.bias is not None and lin.bias is not None
+                assert inner.bias is not None and lin.bias is not None  # stages() gives every synapse a bias
                 lin.bias.copy_(inner.bias)
             return lin, shape, None
         conv = _pool_conv(pt.pool, shape[0])
@@ -425,7 +425,7 @@ class _AnnView:
         for stage, syn in self._expanded:
             if self._flat_before.get(stage.name):
                 x = x.flatten(1)
-            assert syn is not None
+            assert syn is not None  # __init__ adds only built synapses
             x = syn(x)
             if stage.relu:
                 x = torch.relu(x)

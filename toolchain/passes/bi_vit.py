@@ -125,7 +125,7 @@ class LogitDistillation(TrainingHook):
         self.weight, self.t = weight, temperature
 
     def loss(self, batch: Batch) -> torch.Tensor | None:
-        assert batch.teacher_logits is not None
+        assert batch.teacher_logits is not None  # call() passes the teacher with this hook
         p_t = F.log_softmax(batch.teacher_logits / self.t, dim=1)
         p_s = F.log_softmax(batch.logits / self.t, dim=1)
         return self.weight * self.t**2 * F.kl_div(p_s, p_t, reduction="batchmean", log_target=True)

@@ -69,7 +69,7 @@ class WSDR(TrainingHook):
             self.spikes.append(out)
 
     def loss(self, batch: Batch) -> torch.Tensor | None:
-        assert self.module is not None
+        assert self.module is not None  # set by setup(), which finetune calls first
         terms = []
         if self.lambda_w > 0:
             ent = []

@@ -68,7 +68,7 @@ class _Worker:
         self.index: int | None = None  # the batch index of the trial it runs
 
     def assign(self, index: int, spec_path: Path, result_path: Path) -> None:
-        assert self.proc.stdin is not None
+        assert self.proc.stdin is not None  # Popen(stdin=PIPE) in __init__
         self.index = index
         self.proc.stdin.write(f"{spec_path}\t{result_path}\n")
         self.proc.stdin.flush()
@@ -77,7 +77,7 @@ class _Worker:
         """The trial it runs is done (its line arrived); False while it runs or when it died."""
         import select
 
-        assert self.proc.stdout is not None
+        assert self.proc.stdout is not None  # Popen(stdout=PIPE) in __init__
         ready, _, _ = select.select([self.proc.stdout], [], [], 0)
         return bool(ready) and self.proc.stdout.readline().strip() == "done"
 
