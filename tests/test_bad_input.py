@@ -405,6 +405,10 @@ def test_edgec_toml_values_are_type_checked(cli_proc, tmp_path, toml, words):
             ["unknown option(s) of target 'cpu'"],
         ),
         (["compile", "zoo:digits-cnn", "--image-resize", "zoom"], ["unknown --image-resize 'zoom'", "crop"]),
+        # an empty data source opened the working directory as an image folder (or was ignored)
+        (["compile", "zoo:digits-cnn", "--quantize", "int8", "--calib", ""], ["--calib is empty"]),
+        (["compile", "zoo:digits-snn-mlp", "-r", "qp-snn", "--train-data", " "], ["--train-data is empty"]),
+        (["verify", "ART", "--data", ""], ["--data is empty", "leave it out for the default"]),
     ],
 )
 def test_option_values_are_checked(cli, digits_fp32, tmp_path, args, words):

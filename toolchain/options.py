@@ -278,6 +278,8 @@ def check_value(opt: Declared, value: Any, where: str) -> Any:
             raise UsageError(f"{where} must be a finite number, got {value}")
     elif base is str:
         value = str(value)
+        if opt.optional and not value.strip():  # --calib "" would open the working directory as data
+            raise UsageError(f"{where} is empty", hint="leave it out for the default, or give a value")
     if info.choices and value not in info.choices:
         raise UsageError(f"unknown {where} '{value}'", hint=f"choose one of: {', '.join(info.choices)}")
     return _check_range(opt, value, where)
