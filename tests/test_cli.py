@@ -344,3 +344,26 @@ def test_bench_names_its_backend_and_threads(cli, digits_fp32):
     res = cli("bench", digits_fp32, "--iterations", "5", "--threads", "1")
     assert res.exit_code == 0, res.stderr
     assert "5 runs on backend onnxruntime (1 thread)" in res.stdout and "(default)" not in res.stdout
+
+
+def test_verify_warns_when_the_source_scores_cannot_tell_classes_apart(cli, tmp_path, digits_fp32):
+    """An untrained torchvision classifier gives scores of about 1e-10 for every class: top-1 agreement is
+    then 100 % whatever the artifact computes, and verify says so instead of printing 0.0000 errors."""
+    import numpy as np
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    with torch.no_grad():
+        model[1].weight.mul_(1e-9)
+        model[1].bias.zero_()
+    torch.export.save(torch.export.export(model, (torch.rand(1, 1, 8, 8),)), tmp_path / "flat.pt2")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((16, 1, 8, 8), dtype=np.float32))
+    out = tmp_path / "art"
+    assert cli("compile", tmp_path / "flat.pt2", "-o", out).exit_code == 0
+    res = cli("verify", out, "--data", tmp_path / "x.npy")
+    assert res.exit_code == 0, res.stderr
+    assert "warning: the source model's scores differ by at most" in res.stdout
+    assert "max_abs_error: 0.0000" not in res.stdout  # a tiny error is shown in significant digits
+    trained = cli("verify", digits_fp32)
+    assert trained.exit_code == 0 and "warning" not in trained.stdout

@@ -367,6 +367,10 @@ def _stack(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 REL_TOLERANCE = 0.05
 
 
+#: the largest spread of a sample's class scores below which top-1 agreement is called uninformative
+DEGENERATE_SPREAD = 1e-6
+
+
 def compare_outputs(
     out: dict[str, np.ndarray], ref: dict[str, np.ndarray], labels: np.ndarray | None, *, min_agreement: float
 ) -> VerifyResult:
@@ -392,6 +396,13 @@ def compare_outputs(
             row["top1_agreement"] = float((top_out == top_ref).mean())
             ok = row["top1_agreement"] >= min_agreement
             text = f"top-1 agreement {row['top1_agreement']:.2%} (min {min_agreement:.0%})"
+            spread = float((r.max(1) - r.min(1)).max()) if r.size else 0.0
+            if spread < DEGENERATE_SPREAD:  # e.g. an untrained torchvision classifier: scores ~1e-10
+                row["score_spread"] = spread
+                text += (
+                    f" (warning: the source model's scores differ by at most {spread:.2g} between "
+                    "classes, so top-1 agreement says little here; an untrained model?)"
+                )
             if i == 0:
                 metrics["top1_agreement"] = row["top1_agreement"]
                 if labels is not None:

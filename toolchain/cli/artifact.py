@@ -51,7 +51,12 @@ def verify_cmd(
         elif isinstance(v, dict):  # e.g. the runtime that ran: name and version, precision, threads
             out.print(f"  {k}: {_pairs(v)}", highlight=False)
         else:
-            out.print(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}", highlight=False)
+            out.print(f"  {k}: {_number(v) if isinstance(v, float) else v}", highlight=False)
+
+
+def _number(v: float) -> str:
+    """4 decimals, but a tiny non-zero value in 3 significant digits (2.5e-11, not 0.0000)."""
+    return f"{v:.3g}" if 0 < abs(v) < 1e-3 else f"{v:.4f}"
 
 
 def _pairs(d: dict[str, Any]) -> str:
