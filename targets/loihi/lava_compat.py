@@ -138,6 +138,35 @@ def quiet_stdout() -> Iterator[None]:
             os.close(saved)
 
 
+#: what importing lava-dl prints that says nothing about edgec's use of it (lava-dl's object-detection
+#: datasets announce a missing Prophesee toolbox on every import; netx does not use them)
+_IMPORT_NOISE = (
+    "Prophesee Dataset Toolbox",
+    "Only Prophesee DVS demo",
+    "prophesee-automotive-dataset-toolbox",
+)
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Raise ``name``'s level to ERROR for the block (torch warns 'No CUDA runtime is found' when lava-dl
+    imports its C++ extension helpers on a machine without CUDA: true, and no concern of a CPU run)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _forward(text: str) -> None:
+    """Lava's import-time output, minus :data:`_IMPORT_NOISE`, to stderr (stdout stays the user's)."""
+    for line in text.splitlines():
+        if line.strip() and not any(n in line for n in _IMPORT_NOISE):
+            print(line, file=sys.stderr)
+
+
 @dataclass(frozen=True)
 class Lava:
     """The Lava names edgec uses, imported once."""
@@ -194,8 +223,9 @@ def load_lava() -> Lava:
         if current is not None:  # Lava's own set_start_method('fork') would raise
             log.info("lava compat: resetting multiprocessing start method %r so Lava can set 'fork'", current)
             mp.set_start_method(None, force=True)
+    notices = io.StringIO()
     try:
-        with quiet_stdout():
+        with quiet_stdout(), contextlib.redirect_stdout(notices), _quiet_logger("torch.utils.cpp_extension"):
             from lava.lib.dl.netx.hdf5 import Network
             from lava.magma.core.run_conditions import RunSteps
             from lava.magma.core.run_configs import Loihi2SimCfg
@@ -206,5 +236,6 @@ def load_lava() -> Lava:
             f"Lava could not be imported: {exc}",
             hint="install lava-nc 0.10.0 / lava-dl 0.6.0 with their real dependencies (docs/loihi.md)",
         ) from None
+    _forward(notices.getvalue())
     _LAVA = Lava(Network, Loihi2SimCfg, RunSteps, Source, Sink, versions)
     return _LAVA
