@@ -24,6 +24,9 @@ during the timed half of each pair. Per round, each configuration is measured qu
 (ONNX Runtime threads do not spin, OpenVINO threads are not pinned) against the runtimes' own defaults
 (``spinning=true``, ``pinning=true``) and against 1 intra-op thread.
 
+Beside them, OpenVINO's own INT8 route: nncf post-training quantization of the FP32 OpenVINO model (the
+comparison issue 17 names), timed the same way with edgec's OpenVINO settings.
+
 Also measured, in this process: FP32 fidelity of OpenVINO at edgec's f32 hint and at OpenVINO's own
 default precision hint on this CPU (max-abs difference to PyTorch on 16 of the timing-style images).
 
@@ -63,12 +66,21 @@ def worker(args: argparse.Namespace) -> int:
     from edgec.artifact import Artifact
     from edgec.target import get_target
 
+    if args.artifact.suffix == ".xml":  # an OpenVINO IR edgec did not write (nncf's): edgec's settings
+        from edgec.targets.cpu.openvino_backend import open_session
+        from edgec.targets.cpu.options import CpuOptions
+
+        session: Any = open_session(args.artifact, CpuOptions(), threads=args.threads, declared=["output"])
+        return _time(session, args)
     art = Artifact.open(args.artifact)
     opts = art.report["target_report"].setdefault("options", {})
     for kv in args.option or []:  # in memory only: the artifact on disk is not touched
         key, _, value = kv.partition("=")
         opts[key] = {"true": True, "false": False}.get(value, value)
-    session = get_target("cpu").session(art, backend=args.backend or None, threads=args.threads)
+    return _time(get_target("cpu").session(art, backend=args.backend or None, threads=args.threads), args)
+
+
+def _time(session: Any, args: argparse.Namespace) -> int:
     x = synthetic_images(1, SHAPE, seed=1)
     for _ in range(args.warmup):
         session(x)
@@ -151,6 +163,32 @@ def compile_all(work: Path) -> dict[str, Any]:
         "resnet20 fp32-default": edgec.compile("zoo:resnet20", target="cpu", out=work / "r20"),
         "digits-cnn fp32-default": edgec.compile("zoo:digits-cnn", target="cpu", out=work / "digits"),
     }
+
+
+def nncf_int8(fp32: Any, work: Path) -> tuple[Path, float]:
+    """OpenVINO's own INT8 route: nncf 3.x post-training quantization (its default preset, on the same 32
+    calibration images) of the FP32 model, saved as IR; and the top-1 agreement of its outputs with
+    edgec's INT8 artifact's on 64 images (numpy seed 3), both on OpenVINO."""
+    import nncf
+    import openvino as ov
+
+    from edgec.targets.cpu.openvino_backend import open_session
+    from edgec.targets.cpu.options import CpuOptions
+
+    calib = synthetic_images(32, SHAPE, seed=0)
+    model = ov.Core().read_model(str(fp32.path / "model.onnx"))
+    quantized = nncf.quantize(
+        model, nncf.Dataset([calib[i : i + 1] for i in range(len(calib))]), subset_size=32
+    )
+    xml = work / "nncf" / "model.xml"
+    xml.parent.mkdir()
+    ov.save_model(quantized, str(xml))
+    x = synthetic_images(64, SHAPE, seed=3)
+    ours = open_session(work / "int8" / "model.xml", CpuOptions(), threads=None, declared=["output"])
+    theirs = open_session(xml, CpuOptions(), threads=None, declared=["output"])
+    a = np.concatenate([ours(x[i : i + 1])["output"] for i in range(len(x))]).argmax(1)
+    b = np.concatenate([theirs(x[i : i + 1])["output"] for i in range(len(x))]).argmax(1)
+    return xml, float((a == b).mean())
 
 
 def fidelity(fp32: Any) -> dict[str, dict[str, Any]]:
@@ -236,6 +274,7 @@ def main() -> int:
         print("compiling ResNet-18 FP32 and INT8 ...", flush=True)
         arts = compile_all(work)
         fid = fidelity(arts["fp32"])
+        nncf_xml, nncf_agree = nncf_int8(arts["fp32"], work)
         fp32, int8, dflt = arts["fp32"].path, arts["int8"].path, arts["int8-default"].path
         chosen = arts["int8-default"].report["target_report"]["backend"]
         other = "onnxruntime" if chosen == "openvino" else "openvino"
@@ -247,6 +286,9 @@ def main() -> int:
             Figure("ov-int8", "OpenVINO INT8", int8, "openvino"),
             Figure("default-int8", f"edgec default INT8 ({chosen})", dflt, None),
             Figure("default-other", f"the same INT8 artifact on {other}", dflt, other),
+            Figure(
+                "nncf-int8", "nncf INT8 of the FP32 OpenVINO model (OpenVINO's own route)", nncf_xml, None
+            ),
         ]
         print(f"quiet: {args.rounds} rounds, one process per figure", flush=True)
         quiet = rounds_of(quiet_figs, args, args.rounds, loaded=False)
@@ -308,6 +350,10 @@ def main() -> int:
         f"ONNX Runtime FP32 (target <= {DEFAULT_INT8_TARGET}: {'met' if ok_target else '**missed**'}); "
         f"against the same artifact on {other}: {fmt_rounds(d_vs_o)} (rounds' half-spread {spread:.3f}: "
         f"{'not slower beyond noise' if ok_other else '**slower beyond noise**'}).",
+        f"- nncf {_nncf_version()} (`nncf.quantize`, default preset, the same 32 calibration images) on the "
+        f"FP32 model, run on OpenVINO with edgec's settings: {fmt_rounds(ratio['nncf-int8'])} ONNX Runtime "
+        f"FP32; top-1 agreement with edgec's INT8 artifact (both on OpenVINO, 64 images, seed 3): "
+        f"{100 * nncf_agree:.1f} %.",
         "- The choice at compile (`target_report.backend_choice`, a short alternating timing in the "
         "compiling process): "
         + "; ".join(
@@ -349,6 +395,12 @@ def main() -> int:
     args.out.write_text(text)
     print(text)
     return 0 if ok_target and ok_other else 1
+
+
+def _nncf_version() -> str:
+    import nncf
+
+    return str(nncf.__version__)
 
 
 def cpu_name() -> str:
