@@ -312,3 +312,13 @@ def test_int8_of_a_user_pt2_verifies_on_both_runtimes(tmp_path: Path) -> None:
         assert res.metrics["runtime"]["backend"] == backend
     layers = edgec.get_target("cpu").session(art).runtime["compute_layers"]  # type: ignore[attr-defined]
     assert set(layers["Convolution"]) == {"int8"}, layers
+
+
+def test_an_output_folder_with_a_comma_compiles_for_openvino(tmp_path: Path, cli: Any) -> None:
+    """OpenVINO's convert_model reads a path string with a comma as a list of paths: `-o "run 3, fp32"`
+    was an internal error ("'.../.run 3' does not exist")."""
+    out = tmp_path / "run 3, fp32"
+    res = cli("compile", "zoo:digits-cnn", "--backend", "openvino", "-o", out)
+    assert res.exit_code == 0, res.stderr
+    assert (out / "model.xml").is_file()
+    assert cli("verify", out, "--backend", "openvino").exit_code == 0

@@ -21,6 +21,7 @@ which ``make setup`` installs).
 from __future__ import annotations
 
 import importlib.util
+import io
 import re
 from collections import Counter
 from pathlib import Path
@@ -99,7 +100,9 @@ def write_ir(onnx_path: Path, xml_path: Path, opts: CpuOptions) -> dict[str, Any
     operators are stored as int8 (``save_model`` folds their FakeQuantize into int8 constants).
     """
     ov = require()
-    model = ov.convert_model(str(onnx_path))
+    # from the bytes, not the path: convert_model splits a path string at commas (a list of inputs), so
+    # an output folder named "a,b" failed with "'.../a' does not exist"
+    model = ov.convert_model(io.BytesIO(onnx_path.read_bytes()))
     ov.save_model(model, str(xml_path), compress_to_fp16=opts.precision == "f16")
     _stable_names(xml_path)
     saved = ov.Core().read_model(str(xml_path))
