@@ -29,6 +29,7 @@ _LAZY = {
     "CostTable": "edgec.energy.tables",
     "TABLES": "edgec.energy.tables",
     "get_table": "edgec.energy.tables",
+    "table_names": "edgec.energy.tables",
     "Measurement": "edgec.energy.measured",
     "attach_measurement": "edgec.energy.measured",
     "ModelCounts": "edgec.energy.counts",
